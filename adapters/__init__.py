@@ -1,0 +1,1 @@
+"""Model adapters for lmms-eval, installed as dfa_bench.adapters."""

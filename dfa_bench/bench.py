@@ -1,0 +1,191 @@
+"""Build and read DFA-Bench directories: manifest.json, questions.jsonl and images/.
+
+Reading validates everything (checksums, fields, uniqueness, images) and stops at the first
+problem with an error that names the file, line and field. Nothing is silently skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from dfa_bench import __version__
+from dfa_bench.io import iter_jsonl, write_jsonl
+from dfa_bench.schema import CATEGORIES, TASKS, ValidationError, validate_question, validate_record
+from dfa_bench.templates import question_items
+
+MANIFEST = "manifest.json"
+QUESTIONS = "questions.jsonl"
+IMAGES = "images"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Bench:
+    """A validated DFA-Bench directory held in memory."""
+
+    root: Path
+    manifest: dict
+    items: list[dict] = field(repr=False)
+
+    @cached_property
+    def by_id(self) -> dict[str, dict]:
+        return {item["question_id"]: item for item in self.items}
+
+    def items_for(self, task: str) -> list[dict]:
+        return [item for item in self.items if item["task"] == task]
+
+    def image_path(self, item: dict) -> Path:
+        return self.root / item["image"]
+
+    @cached_property
+    def manifest_sha256(self) -> str:
+        return sha256_file(self.root / MANIFEST)
+
+
+def read_records(path: Path) -> list[dict]:
+    records, seen = [], {}
+    for line_no, obj in iter_jsonl(path):
+        record = validate_record(obj, path=str(path), line=line_no)
+        if record["record_id"] in seen:
+            raise ValidationError(
+                f"duplicate record_id {record['record_id']!r} (first on line {seen[record['record_id']]})",
+                path=str(path),
+                line=line_no,
+                field="record_id",
+            )
+        seen[record["record_id"]] = line_no
+        records.append(record)
+    return records
+
+
+def build_bench(
+    records_path: Path, images_dir: Path, output: Path, *, seed: int, name: str = "dfa-bench", version: str = "0"
+) -> Bench:
+    """Turn records + images into a bench directory. Writes to a sibling temp dir, then swaps it in."""
+    records_path, images_dir, output = Path(records_path), Path(images_dir), Path(output)
+    records = read_records(records_path)
+    staging = output.with_name(output.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / IMAGES).mkdir(parents=True)
+
+    items: list[dict] = []
+    image_names: dict[str, str] = {}
+    line_of = {r["record_id"]: i for i, r in enumerate(records, 1)}
+    for record in records:
+        source = images_dir / record["image"]
+        if not source.is_file():
+            raise ValidationError(
+                f"image not found: {source}", path=str(records_path), line=line_of[record["record_id"]], field="image"
+            )
+        dest_name = _UNSAFE.sub("_", record["record_id"]) + source.suffix.lower()
+        if dest_name in image_names:
+            raise ValidationError(
+                f"record_id maps to the same image name as {image_names[dest_name]!r}",
+                path=str(records_path),
+                line=line_of[record["record_id"]],
+                field="record_id",
+            )
+        image_names[dest_name] = record["record_id"]
+        shutil.copyfile(source, staging / IMAGES / dest_name)
+        items.extend(question_items(record, seed, f"{IMAGES}/{dest_name}"))
+
+    write_jsonl(staging / QUESTIONS, items)
+    files = {QUESTIONS: sha256_file(staging / QUESTIONS)}
+    files.update({f"{IMAGES}/{n}": sha256_file(staging / IMAGES / n) for n in sorted(image_names)})
+    manifest = {
+        "name": name,
+        "version": version,
+        "seed": seed,
+        "builder": f"dfa-bench {__version__}",
+        "counts": {
+            "records": len(records),
+            "tasks": {t: sum(1 for i in items if i["task"] == t) for t in TASKS},
+            "categories": {c: sum(1 for r in records if r["category"] == c) for c in CATEGORIES},
+        },
+        "files": files,
+    }
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if output.exists():
+        shutil.rmtree(output)
+    os.replace(staging, output)
+    return Bench(output, manifest, items)
+
+
+def read_bench(root: Path | str, *, verify_checksums: bool = True) -> Bench:
+    """Load and validate a bench directory."""
+    root = Path(root)
+    manifest_path = root / MANIFEST
+    if not manifest_path.is_file():
+        raise ValidationError("bench manifest not found", path=str(manifest_path))
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValidationError(f"malformed JSON: {exc}", path=str(manifest_path)) from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or QUESTIONS not in files:
+        raise ValidationError(
+            f"must list the sha256 of every file, {QUESTIONS} included", path=str(manifest_path), field="files"
+        )
+    for rel, expected in files.items():
+        path = root / rel
+        if not path.is_file():
+            raise ValidationError("file listed in the manifest is missing", path=str(path))
+        if verify_checksums and sha256_file(path) != expected:
+            raise ValidationError(f"sha256 mismatch (manifest says {expected})", path=str(path))
+
+    questions_path = root / QUESTIONS
+    items, first_line = [], {}
+    tasks_of: dict[str, tuple[int, str, set]] = {}
+    for line_no, obj in iter_jsonl(questions_path):
+        item = validate_question(obj, path=str(questions_path), line=line_no)
+        qid = item["question_id"]
+        if qid in first_line:
+            raise ValidationError(
+                f"duplicate question_id {qid!r} (first on line {first_line[qid]})",
+                path=str(questions_path),
+                line=line_no,
+                field="question_id",
+            )
+        first_line[qid] = line_no
+        if item["image"] not in files:
+            raise ValidationError(
+                f"image {item['image']!r} is not a file of this bench",
+                path=str(questions_path),
+                line=line_no,
+                field="image",
+            )
+        items.append(item)
+        tasks_of.setdefault(item["record_id"], (line_no, item["label"], set()))[2].add(item["task"])
+    for record_id, (line_no, label, tasks) in tasks_of.items():
+        expected = {"dfd", "dfc", "ad"} if label == "forgery" else {"dfd", "dfc"}
+        if tasks != expected:
+            raise ValidationError(
+                f"record {record_id!r} has items {sorted(tasks)}, expected {sorted(expected)}",
+                path=str(questions_path),
+                line=line_no,
+                field="task",
+            )
+    counts = Counter(item["task"] for item in items)
+    expected_counts = manifest.get("counts", {}).get("tasks", {})
+    for task, n in expected_counts.items():
+        if counts.get(task, 0) != n:
+            raise ValidationError(
+                f"{task}: manifest says {n} items, found {counts.get(task, 0)}", path=str(manifest_path), field="counts"
+            )
+    return Bench(root, manifest, items)

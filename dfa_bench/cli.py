@@ -1,0 +1,173 @@
+"""The `dfa-bench` command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dfa_bench.schema import ValidationError
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="DFA-Bench: interactive deepfake analysis benchmark."
+)
+bench_app = typer.Typer(no_args_is_help=True, help="Build, generate and validate bench directories.")
+dev_app = typer.Typer(no_args_is_help=True, help="Developer helpers (tiny offline models).")
+app.add_typer(bench_app, name="bench")
+app.add_typer(dev_app, name="dev")
+
+HEADLINE = {"dfd": ("acc", "err", "acer", "apcer", "bpcer", "auc", "eer"), "dfc": ("acc",), "ad": ("rouge_l",)}
+
+
+def metrics_table(metrics: dict) -> str:
+    from tabulate import tabulate
+
+    rows = []
+    for task, names in HEADLINE.items():
+        if task not in metrics:
+            continue
+        block = metrics[task]
+        for name in names:
+            value = block.get(name)
+            if value is None:
+                continue
+            ci = block.get("ci95", {}).get(name)
+            rows.append(
+                [task, name, f"{100 * value:.2f}", f"[{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]" if ci else "", block["n"]]
+            )
+        if "parse_failure_rate" in block and block["parse_failure_rate"] is not None:
+            rows.append([task, "parse_failure_rate", f"{100 * block['parse_failure_rate']:.2f}", "", block["n"]])
+    return tabulate(rows, headers=["task", "metric", "value (%)", "95% CI", "n"], tablefmt="github")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+@bench_app.command("build")
+def bench_build(
+    records: Annotated[Path, typer.Option(help="Input records (JSONL).")],
+    images: Annotated[Path, typer.Option(help="Directory the records' image paths are relative to.")],
+    output: Annotated[Path, typer.Option(help="Bench directory to write.")],
+    seed: Annotated[int, typer.Option(help="Template sampling seed.")] = 0,
+    name: Annotated[str, typer.Option(help="Bench name for the manifest.")] = "dfa-bench",
+    version: Annotated[str, typer.Option(help="Bench version for the manifest.")] = "0",
+) -> None:
+    """Build a DFA-Bench directory (manifest.json, questions.jsonl, images/) from records."""
+    from dfa_bench.bench import build_bench
+
+    try:
+        bench = build_bench(records, images, output, seed=seed, name=name, version=version)
+    except ValidationError as exc:
+        _fail(str(exc))
+    typer.echo(f"wrote {output}: {bench.manifest['counts']}")
+
+
+@bench_app.command("validate")
+def bench_validate(bench: Annotated[Path, typer.Argument(help="Bench directory.")]) -> None:
+    """Check a bench's checksums, fields and images."""
+    from dfa_bench.bench import read_bench
+
+    try:
+        loaded = read_bench(bench)
+    except ValidationError as exc:
+        _fail(str(exc))
+    typer.echo(f"ok: {len(loaded.items)} items, manifest sha256 {loaded.manifest_sha256}")
+
+
+@bench_app.command("synth")
+def bench_synth(
+    output: Annotated[Path, typer.Option(help="Bench directory to write.")],
+    records: Annotated[int, typer.Option(help="Number of generated face records.")] = 40,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Generate a small cartoon-face bench (plumbing check, not deepfake data)."""
+    import tempfile
+
+    from dfa_bench.bench import build_bench
+    from dfa_bench.synthetic import make_source
+
+    with tempfile.TemporaryDirectory() as tmp:
+        records_path = make_source(tmp, records, seed=seed)
+        bench = build_bench(records_path, Path(tmp), output, seed=seed, name="dfa-bench-synthetic", version="1")
+    typer.echo(f"wrote {output}: {bench.manifest['counts']}")
+
+
+@app.command()
+def score(
+    bench: Annotated[Path, typer.Option(help="Bench directory.")],
+    predictions: Annotated[Path, typer.Option(help='JSONL of {"question_id", "response"[, "score"]}.')],
+    output: Annotated[Path | None, typer.Option(help="Write the metrics JSON here.")] = None,
+    details: Annotated[Path | None, typer.Option(help="Write one scored line per item here.")] = None,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+) -> None:
+    """Score predictions made by any inference code against a bench."""
+    from dfa_bench.bench import read_bench
+    from dfa_bench.io import write_json, write_jsonl
+    from dfa_bench.scoring import read_predictions, score_predictions
+
+    try:
+        loaded = read_bench(bench)
+        preds, problems = read_predictions(predictions)
+    except ValidationError as exc:
+        _fail(str(exc))
+    metrics, rows, more = score_predictions(loaded, preds, seed=seed)
+    for problem in problems + more:
+        typer.secho(f"warning: {problem}", err=True, fg=typer.colors.YELLOW)
+    typer.echo(metrics_table(metrics))
+    if output:
+        write_json(output, metrics)
+    if details:
+        write_jsonl(
+            details, ({k: r.get(k) for k in ("question_id", "task", "prediction", "correct", "rouge_l")} for r in rows)
+        )
+
+
+@app.command("eval")
+def evaluate(
+    model: Annotated[str, typer.Option(help="lmms-eval model name, e.g. llava_hf.")],
+    bench: Annotated[Path, typer.Option(help="Bench directory.")],
+    output: Annotated[Path, typer.Option(help="Output directory.")],
+    model_args: Annotated[str, typer.Option(help="lmms-eval --model_args, e.g. pretrained=PATH,device_map=cpu.")] = "",
+    tasks: Annotated[str, typer.Option(help="Task or group names, comma separated.")] = "dfa_bench",
+    limit: Annotated[int | None, typer.Option(help="Only the first N items of each task (for testing).")] = None,
+    batch_size: Annotated[int, typer.Option()] = 1,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Evaluate a model on a bench through lmms-eval; writes lmms-eval's logs plus metrics.json."""
+    from dfa_bench.evaluate import EvaluationFailed, run_eval
+
+    try:
+        result = run_eval(
+            model, bench, output, model_args=model_args, tasks=tasks, limit=limit, batch_size=batch_size, seed=seed
+        )
+    except ValidationError as exc:
+        _fail(str(exc))
+    except EvaluationFailed as exc:
+        _fail(f"evaluation failed: {exc}", code=1)
+    for problem in result.problems:
+        typer.secho(f"warning: {problem}", err=True, fg=typer.colors.YELLOW)
+    typer.echo(metrics_table(result.metrics))
+    typer.echo(f"wrote {output}/metrics.json; lmms-eval logs in {result.lmms_eval_dir}")
+
+
+@app.command("tasks-path")
+def tasks_path_command() -> None:
+    """Print the installed task directory (for lmms-eval --include_path)."""
+    from dfa_bench.evaluate import tasks_path
+
+    typer.echo(str(tasks_path()))
+
+
+@dev_app.command("tiny-llava")
+def tiny_llava(output: Annotated[Path, typer.Option(help="Directory to save the checkpoint in.")]) -> None:
+    """Save a tiny random LLaVA (config objects, in-process tokenizer) for offline runs."""
+    from dfa_bench.tiny_models import build_tiny_llava
+
+    typer.echo(str(build_tiny_llava(output)))
+
+
+def main() -> None:
+    app()

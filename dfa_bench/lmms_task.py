@@ -1,0 +1,112 @@
+"""Hooks called from the task YAMLs in tasks/. Each is a thin call into the scoring core.
+
+This module imports neither torch nor lmms-eval. The bench is found through the DFA_BENCH_DIR
+environment variable (`dfa-bench eval --bench` sets it). process_results is pure: lmms-eval runs it
+in threads and may retry it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from dfa_bench.bench import Bench, read_bench
+from dfa_bench.schema import ValidationError
+from dfa_bench.scoring import aggregate, judge
+
+BENCH_ENV = "DFA_BENCH_DIR"
+
+
+def bench_dir() -> Path:
+    value = os.environ.get(BENCH_ENV)
+    if not value:
+        raise RuntimeError(f"set {BENCH_ENV} to a DFA-Bench directory (or run through `dfa-bench eval --bench DIR`)")
+    return Path(value).expanduser().resolve()
+
+
+@lru_cache(maxsize=4)
+def _bench(root: Path) -> Bench:
+    return read_bench(root)
+
+
+def _docs(dataset, task: str):
+    """process_docs: replace the placeholder split with this task's items from the bench."""
+    bench = _bench(bench_dir())
+    rows = [{**item, "image_path": str(bench.image_path(item))} for item in bench.items_for(task)]
+    return type(dataset).from_list(rows)
+
+
+def dfd_docs(dataset):
+    return _docs(dataset, "dfd")
+
+
+def dfc_docs(dataset):
+    return _docs(dataset, "dfc")
+
+
+def ad_docs(dataset):
+    return _docs(dataset, "ad")
+
+
+def doc_to_visual(doc: dict) -> list:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(doc["image_path"]) as image:
+            return [image.convert("RGB")]
+    except (OSError, UnidentifiedImageError) as exc:
+        raise ValidationError(f"unreadable image for {doc['question_id']}: {exc}", path=doc["image_path"]) from None
+
+
+def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
+    kwargs = lmms_eval_specific_kwargs or {}
+    return f"{kwargs.get('pre_prompt', '')}{doc['question']}{kwargs.get('post_prompt', '')}"
+
+
+METRICS = {
+    "dfd": ("acc", "err", "apcer", "bpcer", "acer", "parse_failure_rate"),
+    "dfc": ("acc", "parse_failure_rate"),
+    "ad": ("rouge_l",),
+}
+
+
+def process_results(doc: dict, results: list) -> dict:
+    row = judge(doc, results[0] if results else None)
+    return dict.fromkeys(METRICS[doc["task"]], row)
+
+
+def _aggregate(rows: list[dict], metric: str) -> float:
+    unique = list({row["question_id"]: row for row in rows}.values())
+    task = unique[0]["task"]
+    value = aggregate(unique, resamples=0)[task][metric]
+    return math.nan if value is None else value
+
+
+def aggregate_acc(rows: list[dict]) -> float:
+    return _aggregate(rows, "acc")
+
+
+def aggregate_err(rows: list[dict]) -> float:
+    return _aggregate(rows, "err")
+
+
+def aggregate_apcer(rows: list[dict]) -> float:
+    return _aggregate(rows, "apcer")
+
+
+def aggregate_bpcer(rows: list[dict]) -> float:
+    return _aggregate(rows, "bpcer")
+
+
+def aggregate_acer(rows: list[dict]) -> float:
+    return _aggregate(rows, "acer")
+
+
+def aggregate_parse_failure_rate(rows: list[dict]) -> float:
+    return _aggregate(rows, "parse_failure_rate")
+
+
+def aggregate_rouge_l(rows: list[dict]) -> float:
+    return _aggregate(rows, "rouge_l")

@@ -1,0 +1,111 @@
+"""Score responses against a bench: judge each item, then aggregate per task.
+
+`judge` is the one per-item function, used both by `dfa-bench score` and by the lmms-eval
+hooks, so the two paths cannot disagree. It is pure and thread-safe.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+from dfa_bench.bench import Bench
+from dfa_bench.io import iter_jsonl
+from dfa_bench.metrics import BOOTSTRAP_RESAMPLES, ad_metrics, dfc_metrics, dfd_metrics
+from dfa_bench.parsing import parse
+from dfa_bench.rouge import rouge_l
+from dfa_bench.schema import UNPARSEABLE, ValidationError
+
+
+def judge(item: dict, response: str | None, score: float | None = None) -> dict:
+    """One scored row: the parsed prediction and whether it is right (or ROUGE-L for ad)."""
+    row = {"question_id": item["question_id"], "task": item["task"], "response": response}
+    if item["task"] == "ad":
+        row["rouge_l"] = rouge_l(item["answer"], response or "")
+        return row
+    truth = item["label"] if item["task"] == "dfd" else item["category"]
+    prediction = parse(item, response) if response is not None else UNPARSEABLE
+    row.update(truth=truth, prediction=prediction, correct=prediction == truth)
+    if item["task"] == "dfd":
+        row["score"] = score
+    return row
+
+
+def aggregate(rows: Iterable[dict], *, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES) -> dict:
+    """Metrics JSON from judged rows: {"dfd": ..., "dfc": ..., "ad": ...} for the tasks present."""
+    by_task: dict[str, list[dict]] = {"dfd": [], "dfc": [], "ad": []}
+    for row in rows:
+        by_task[row["task"]].append(row)
+    dfd, dfc, ad = by_task["dfd"], by_task["dfc"], by_task["ad"]
+    out = {}
+    if dfd:
+        out["dfd"] = dfd_metrics(
+            [r["truth"] for r in dfd],
+            [r["prediction"] for r in dfd],
+            [r.get("score") for r in dfd],
+            seed=seed,
+            resamples=resamples,
+        )
+    if dfc:
+        out["dfc"] = dfc_metrics(
+            [r["truth"] for r in dfc], [r["prediction"] for r in dfc], seed=seed, resamples=resamples
+        )
+    if ad:
+        out["ad"] = ad_metrics([r["rouge_l"] for r in ad], seed=seed, resamples=resamples)
+    return out
+
+
+def read_predictions(path: Path | str) -> tuple[dict[str, dict], list[str]]:
+    """Load {"question_id", "response"[, "score"]} lines. Duplicates keep the first and are reported."""
+    predictions: dict[str, dict] = {}
+    problems: list[str] = []
+    for line_no, obj in iter_jsonl(path):
+        where = {"path": str(path), "line": line_no}
+        if not isinstance(obj, dict):
+            raise ValidationError("expected a JSON object", **where)
+        qid = obj.get("question_id")
+        if not isinstance(qid, str) or not qid:
+            raise ValidationError(f"expected a non-empty string, got {qid!r}", field="question_id", **where)
+        response = obj.get("response")
+        if response is not None and not isinstance(response, str):
+            raise ValidationError(f"expected a string or null, got {response!r}", field="response", **where)
+        score = obj.get("score")
+        if score is not None and (
+            isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score)
+        ):
+            raise ValidationError(f"expected a finite number or null, got {score!r}", field="score", **where)
+        if qid in predictions:
+            problems.append(
+                f"{path}:{line_no}: duplicate question_id {qid!r} (first on line {predictions[qid]['line']}); kept the first"
+            )
+            continue
+        predictions[qid] = {"response": response, "score": score, "line": line_no}
+    return predictions, problems
+
+
+def score_predictions(
+    bench: Bench, predictions: dict[str, dict], *, only_answered: bool = False, seed: int = 0
+) -> tuple[dict, list[dict], list[str]]:
+    """Judge every bench item (a missing answer is unparseable) and aggregate.
+
+    Returns (metrics, per-item rows, problems). With `only_answered`, items without a prediction
+    are left out instead (used for partial runs such as lmms-eval's --limit).
+    """
+    problems = [
+        f"unknown question_id {qid!r} (line {p['line']})" for qid, p in predictions.items() if qid not in bench.by_id
+    ]
+    rows = []
+    missing = 0
+    for item in bench.items:
+        prediction = predictions.get(item["question_id"])
+        if prediction is None:
+            missing += 1
+            if only_answered:
+                continue
+            rows.append(judge(item, None))
+        else:
+            rows.append(judge(item, prediction["response"], prediction.get("score")))
+    if missing and not only_answered:
+        problems.append(f"{missing} bench items have no prediction; scored as unparseable")
+    return aggregate(rows, seed=seed), rows, problems

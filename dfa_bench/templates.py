@@ -1,0 +1,78 @@
+"""Instruction template libraries and the deterministic question/answer renderer.
+
+A template is chosen from (seed, record_id, task) by hashing, never by a global RNG, so the same
+record always gets the same question no matter how many other records a bench holds or in
+which order they come.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from functools import cache
+from importlib import resources
+
+from dfa_bench.schema import CATEGORIES, CATEGORY_EXPLANATIONS, CATEGORY_NAMES
+
+LETTERS = "ABCDE"
+
+
+@cache
+def library() -> dict:
+    """The shipped template library: dfd (with polarity), dfc stems and ad questions."""
+    return json.loads(resources.files("dfa_bench").joinpath("data/templates.json").read_text(encoding="utf-8"))
+
+
+def stable_rng(seed: int, record_id: str, purpose: str) -> random.Random:
+    digest = hashlib.sha256(f"{seed}\x1f{record_id}\x1f{purpose}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def dfd_item(record: dict, seed: int) -> dict:
+    template = stable_rng(seed, record["record_id"], "dfd").choice(library()["dfd"])
+    polarity = template["polarity"]
+    is_forgery = record["label"] == "forgery"
+    says_yes = is_forgery == (polarity == "forged")
+    verdict = "forged" if is_forgery else "a bona fide, unmanipulated face"
+    answer = f"{'Yes' if says_yes else 'No'}. This face image is {verdict}."
+    return {
+        "question": template["text"] + library()["dfd_suffix"],
+        "answer": answer,
+        "polarity": polarity,
+    }
+
+
+def dfc_item(record: dict, seed: int) -> dict:
+    stem = stable_rng(seed, record["record_id"], "dfc").choice(library()["dfc"])
+    order = list(CATEGORIES)
+    stable_rng(seed, record["record_id"], "dfc-options").shuffle(order)
+    options = [{"letter": letter, "category": c, "text": CATEGORY_NAMES[c]} for letter, c in zip(LETTERS, order)]
+    lines = [stem, *(f"{o['letter']}. {o['text']}" for o in options), library()["dfc_suffix"]]
+    truth = next(o for o in options if o["category"] == record["category"])
+    answer = f"{truth['letter']}. {truth['text']}. {CATEGORY_EXPLANATIONS[record['category']]}"
+    return {"question": "\n".join(lines), "answer": answer, "options": options}
+
+
+def ad_item(record: dict, seed: int) -> dict:
+    question = stable_rng(seed, record["record_id"], "ad").choice(library()["ad"])
+    return {"question": question, "answer": record["artifact_description"]}
+
+
+def question_items(record: dict, seed: int, image: str) -> list[dict]:
+    """All question items for one validated record: dfd and dfc always, ad for forgeries."""
+    common = {
+        "record_id": record["record_id"],
+        "image": image,
+        "label": record["label"],
+        "category": record["category"],
+        "technique": record["technique"],
+        "identity": record["identity"],
+    }
+    builders = {"dfd": dfd_item, "dfc": dfc_item}
+    if record["label"] == "forgery":
+        builders["ad"] = ad_item
+    return [
+        {"question_id": f"{record['record_id']}:{task}", "task": task, **common, **build(record, seed)}
+        for task, build in builders.items()
+    ]

@@ -1,0 +1,1 @@
+"""Leaderboard entries, submission and rendering, installed as dfa_bench.leaderboard."""
