@@ -19,6 +19,8 @@ def normalise(text: str) -> str:
     t = re.sub(r"\bcan't\b|\bcannot\b", "can not", t)
     t = re.sub(r"\bwon't\b", "will not", t)
     t = re.sub(r"n't\b", " not", t)
+    t = re.sub(r"\b(it|that|this|there|what|here|which)'s\b", r"\1 is", t)
+    t = re.sub(r"'re\b", " are", t)
     t = re.sub(r"[-_/]", " ", t)
     return re.sub(r"\s+", " ", t).strip()
 
@@ -46,8 +48,11 @@ _NEGATION = re.compile(r"\b(?:not|no|never|without|nor|none|neither|lacks?|lacki
 _COORDINATION = re.compile(r"^\s*(?:,|or|and|nor|,? or|,? and)?\s*$")
 _CLAUSE_SPLIT = re.compile(r"[,;:]|\b(?:but|however|although|though|while|whereas|because|since|so|and)\b")
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
+_YES = ("yes", "yeah", "yep", "correct", "indeed", "absolutely", "definitely", "certainly")
 _YES_NO = re.compile(
-    r"^\W*(?P<word>yes|yeah|yep|correct|no|nope)\b(?=\s*(?:[,.!;:\-]|$|it|this|that|the|i|there|image|face))"
+    r"^\W*(?:(?:the )?(?:final )?answer(?: is)?\W*)?"
+    r"(?P<word>(?:absolutely|definitely|certainly|of course) not|not really|yes|yeah|yep|correct|indeed|absolutely|"
+    r"definitely|certainly|no|nope)\b(?=\s*(?:[^\w\s]|$|it|this|that|the|i|there|image|face))"
 )
 _NEGATION_WINDOW_WORDS = 7
 
@@ -86,7 +91,7 @@ def parse_dfd(response: str, polarity: str) -> str:
     yes_no = None
     rest = text
     if match := _YES_NO.match(text):
-        says_yes = match.group("word") in ("yes", "yeah", "yep", "correct")
+        says_yes = match.group("word") in _YES
         yes_no = "forgery" if says_yes == (polarity == "forged") else "bona_fide"
         rest = text[match.end() :]
 
@@ -110,13 +115,17 @@ _CATEGORY_PATTERNS = {
         r"not (?:been )?(?:manipulated|forged|altered|fake)|"
         r"(?:is|looks|appears|seems|be|a) (?:to be )?(?:a )?real(?! (?:person|people|human|individual|identity))"
     ),
-    "face_swapping": r"face ?swap\w*|swap(?:ped|ping|s)? (?:the |of )?(?:faces?|identit\w+)|identity (?:swap\w*|replacement)",
+    "face_swapping": (
+        r"face ?swap\w*|swap(?:ped|ping|s)? (?:the |of )?(?:faces?|identit\w+)|identity (?:swap\w*|replacement)|"
+        r"(?:face|identity) (?:was|has been|is|had been) (?:swapped|replaced|exchanged)"
+    ),
     "face_reenactment": (
         r"re ?enact\w*|puppeteer\w*|lip ?sync\w*|expression (?:transfer|swap\w*)|talking head\w*|motion transfer"
     ),
     "face_editing": (
         r"face editing|facial editing|edited face|(?:facial )?attributes? (?:edit\w*|manipulation|modification)|"
-        r"edit(?:ed|ing)? (?:of )?(?:facial )?attributes?|local (?:attribute )?edit\w*"
+        r"edit(?:ed|ing)? (?:of )?(?:facial )?attributes?|local (?:attribute )?edit\w*|"
+        r"(?:was|were|been|is|are) (?:digitally |locally )?(?:edited|retouched)"
     ),
     "entire_face_synthesis": (
         r"entire(?:ly)? (?:face )?synthe\w*|entire face|whole face synthe\w*|face synthesis|"

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from dfa_bench.cli import app
+from dfa_bench.evaluate import tasks_path
+
+
+def test_namespaced_packages_and_no_top_level_names():
+    for name in ("dfa_bench.adapters", "dfa_bench.leaderboard", "dfa_bench.tasks", "dfa_gpt"):
+        assert importlib.util.find_spec(name) is not None, name
+    for name in ("adapters", "leaderboard", "tasks"):
+        spec = importlib.util.find_spec(name)
+        assert spec is None or "dfa_bench" not in str(spec.origin or spec.submodule_search_locations), name
+
+
+def test_tasks_path_holds_the_task_yamls():
+    result = CliRunner().invoke(app, ["tasks-path"])
+    assert result.exit_code == 0
+    path = tasks_path()
+    assert result.output.strip() == str(path)
+    names = {p.name for p in path.iterdir()}
+    assert {"dfa_bench.yaml", "dfa_bench_dfd.yaml", "dfa_bench_dfc.yaml", "dfa_bench_ad.yaml"} <= names
+    for yaml_file in path.glob("*.yaml"):
+        assert "<image>" not in yaml_file.read_text()
+
+
+def test_core_imports_neither_torch_nor_lmms_eval():
+    code = ("import sys, dfa_bench.scoring, dfa_bench.lmms_task, dfa_bench.cli, dfa_bench.bench, dfa_bench.metrics; "
+            "bad = [m for m in ('torch', 'lmms_eval', 'transformers') if m in sys.modules]; "
+            "assert not bad, bad")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True)
