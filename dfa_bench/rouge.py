@@ -1,46 +1,67 @@
 """ROUGE-L F-measure equal to rouge-score's `rougeL` with `use_stemmer=True`, only faster.
 
-Tokens come from rouge-score's own tokenizer (with the Porter stemmer memoised, since its
-vocabulary is tiny next to the token count); the LCS length uses a bit-parallel algorithm
+Tokens follow rouge-score's tokenizer step by step, with the stemmed form of each word
+memoised (the vocabulary is tiny next to the token count); the LCS length uses a bit-parallel algorithm
 (Hyyroe 2004) instead of rouge-score's Python DP table. Precision, recall and F are then computed
 with the same expressions in the same order, so the floats match exactly.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections.abc import Sequence
+from functools import cache
 
-from nltk.stem import porter
+import six
 from rouge_score import scoring, tokenize
 
-_stemmer = porter.PorterStemmer()
+
+@cache
+def _stemmer():
+    # nltk takes ~2 s to import (it pulls in scipy.stats): pay it only when there is text to score
+    from nltk.stem import porter
+
+    return porter.PorterStemmer()
 
 
-class _MemoStemmer:
-    stem = staticmethod(lru_cache(maxsize=1 << 18)(_stemmer.stem))
+def _word_token(word: str) -> str:
+    token = six.ensure_str(_stemmer().stem(word)) if len(word) > 3 else word
+    return token if tokenize.VALID_TOKEN_RE.match(token) else ""
 
 
-_MEMO_STEMMER = _MemoStemmer()
+class _WordTokens(dict):
+    """word (lower-case alphanumeric) -> its final token, or "" where rouge-score would drop it."""
+
+    def __missing__(self, word: str) -> str:
+        token = self[word] = _word_token(word)
+        return token
 
 
-@lru_cache(maxsize=1 << 16)
-def tokens(text: str) -> tuple[str, ...]:
-    return tuple(tokenize.tokenize(text, _MEMO_STEMMER))
+_word_tokens = _WordTokens()
 
 
-def lcs_length(ref: tuple[str, ...], hyp: tuple[str, ...]) -> int:
+def tokens(text: str) -> list[str]:
+    """rouge_score.tokenize.tokenize(text, PorterStemmer()) with a per-word memo.
+
+    After NON_ALPHANUM_RE.sub, every character is [a-z0-9] or a space, so str.split() yields the same
+    words as SPACES_RE.split() minus empty strings, which rouge-score drops anyway.
+    """
+    words = tokenize.NON_ALPHANUM_RE.sub(" ", text.lower()).split()
+    return [t for t in map(_word_tokens.__getitem__, words) if t]
+
+
+def lcs_length(ref: Sequence[str], hyp: Sequence[str]) -> int:
     """Length of the longest common subsequence, by bit-parallel rows over `ref`."""
     masks: dict[str, int] = {}
     for i, token in enumerate(ref):
         masks[token] = masks.get(token, 0) | (1 << i)
     full = (1 << len(ref)) - 1
     row = full
-    for token in hyp:
-        match = masks.get(token)
+    # Carries only move upwards, so bits above len(ref) never disturb the low ones: mask once, at the end.
+    for match in map(masks.get, hyp):
         if match:
             u = row & match
-            row = ((row + u) | (row - u)) & full
-    return len(ref) - row.bit_count()
+            row = (row + u) | (row - u)
+    return len(ref) - (row & full).bit_count()
 
 
 def rouge_l(reference: str, prediction: str) -> float:

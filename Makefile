@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv when missing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO := demo_out
+
+.PHONY: install demo test lint bench-score clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+	$(PY) -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+	$(PY) -c "import dfa_bench.cli, lmms_eval, torch, transformers"
+	touch $@
+
+install: $(VENV)/.installed
+
+# The main job on the embedded default. Until DFA-Bench-mini lands, that is a generated
+# cartoon-face bench evaluated with a tiny random LLaVA through lmms-eval (all offline).
+demo: install
+	rm -rf $(DEMO)
+	$(VENV)/bin/dfa-bench bench synth --output $(DEMO)/bench --records 20
+	$(VENV)/bin/dfa-bench dev tiny-llava --output $(DEMO)/tiny-llava
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(VENV)/bin/dfa-bench eval --model llava_hf \
+		--model-args pretrained=$(CURDIR)/$(DEMO)/tiny-llava,device_map=cpu,device=cpu,dtype=float32 \
+		--bench $(DEMO)/bench --output $(DEMO)/eval
+	$(VENV)/bin/dfa-bench score --bench $(DEMO)/bench --predictions $(DEMO)/eval/predictions.jsonl \
+		--output $(DEMO)/eval/rescored.json
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: install lint
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q
+
+bench-score: install
+	$(PY) benchmarks/score_speed.py
+
+clean:
+	rm -rf $(DEMO) benchmarks/.work
