@@ -113,7 +113,7 @@ def score(
         preds, problems = read_predictions(predictions)
     except ValidationError as exc:
         _fail(str(exc))
-    metrics, rows, more = score_predictions(loaded, preds, seed=seed)
+    metrics, rows, more = score_predictions(loaded, preds, seed=seed, workers=2)
     for problem in problems + more:
         typer.secho(f"warning: {problem}", err=True, fg=typer.colors.YELLOW)
     typer.echo(metrics_table(metrics))

@@ -7,7 +7,9 @@ hooks, so the two paths cannot disagree. It is pure and thread-safe.
 from __future__ import annotations
 
 import math
+import multiprocessing
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from dfa_bench.bench import Bench
@@ -18,11 +20,14 @@ from dfa_bench.rouge import rouge_l
 from dfa_bench.schema import UNPARSEABLE, ValidationError
 
 
-def judge(item: dict, response: str | None, score: float | None = None) -> dict:
-    """One scored row: the parsed prediction and whether it is right (or ROUGE-L for ad)."""
+def judge(item: dict, response: str | None, score: float | None = None, *, rouge: float | None = None) -> dict:
+    """One scored row: the parsed prediction and whether it is right (or ROUGE-L for ad).
+
+    `rouge` passes in an ad item's ROUGE-L when it was computed elsewhere (see score_predictions).
+    """
     row = {"question_id": item["question_id"], "task": item["task"], "response": response}
     if item["task"] == "ad":
-        row["rouge_l"] = rouge_l(item["answer"], response or "")
+        row["rouge_l"] = rouge if rouge is not None else rouge_l(item["answer"], response or "")
         return row
     truth = item["label"] if item["task"] == "dfd" else item["category"]
     prediction = parse(item, response) if response is not None else UNPARSEABLE
@@ -30,6 +35,10 @@ def judge(item: dict, response: str | None, score: float | None = None) -> dict:
     if item["task"] == "dfd":
         row["score"] = score
     return row
+
+
+def rouge_many(pairs: list[tuple[str, str]]) -> list[float]:
+    return [rouge_l(reference, response) for reference, response in pairs]
 
 
 def aggregate(rows: Iterable[dict], *, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES) -> dict:
@@ -84,28 +93,42 @@ def read_predictions(path: Path | str) -> tuple[dict[str, dict], list[str]]:
     return predictions, problems
 
 
+# Below this many ad items a second process costs more than it saves.
+_PARALLEL_AD_MIN = 5000
+
+
 def score_predictions(
-    bench: Bench, predictions: dict[str, dict], *, only_answered: bool = False, seed: int = 0
+    bench: Bench, predictions: dict[str, dict], *, only_answered: bool = False, seed: int = 0, workers: int = 1
 ) -> tuple[dict, list[dict], list[str]]:
     """Judge every bench item (a missing answer is unparseable) and aggregate.
 
     Returns (metrics, per-item rows, problems). With `only_answered`, items without a prediction
-    are left out instead (used for partial runs such as lmms-eval's --limit).
+    are left out instead (used for partial runs such as lmms-eval's --limit). With `workers=2`,
+    a forked process computes ROUGE-L for the ad items while this one parses dfd and dfc answers.
     """
     problems = [
         f"unknown question_id {qid!r} (line {p['line']})" for qid, p in predictions.items() if qid not in bench.by_id
     ]
-    rows = []
-    missing = 0
-    for item in bench.items:
-        prediction = predictions.get(item["question_id"])
-        if prediction is None:
-            missing += 1
-            if only_answered:
-                continue
-            rows.append(judge(item, None))
-        else:
-            rows.append(judge(item, prediction["response"], prediction.get("score")))
-    if missing and not only_answered:
+    answered = [(item, predictions.get(item["question_id"])) for item in bench.items]
+    missing = sum(1 for _, p in answered if p is None)
+    if only_answered:
+        answered = [(item, p) for item, p in answered if p is not None]
+    elif missing:
         problems.append(f"{missing} bench items have no prediction; scored as unparseable")
+
+    ad_answered = [(item, p) for item, p in answered if item["task"] == "ad"]
+    ad_pairs = [(item["answer"], (p and p["response"]) or "") for item, p in ad_answered]
+    pool = future = None
+    if workers > 1 and len(ad_pairs) >= _PARALLEL_AD_MIN and "fork" in multiprocessing.get_all_start_methods():
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+        future = pool.submit(rouge_many, ad_pairs)
+    try:
+        rows = [judge(item, p and p["response"], p and p.get("score")) for item, p in answered if item["task"] != "ad"]
+        ad_values = future.result() if future else rouge_many(ad_pairs)
+    finally:
+        if pool:
+            pool.shutdown()
+    rows += [judge(item, p and p["response"], rouge=value) for (item, p), value in zip(ad_answered, ad_values)]
+    order = {item["question_id"]: i for i, item in enumerate(bench.items)}
+    rows.sort(key=lambda row: order[row["question_id"]])
     return aggregate(rows, seed=seed), rows, problems
