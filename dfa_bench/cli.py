@@ -106,14 +106,15 @@ def score(
     """Score predictions made by any inference code against a bench."""
     from dfa_bench.bench import read_bench
     from dfa_bench.io import write_json, write_jsonl
-    from dfa_bench.scoring import read_predictions, score_predictions
+    from dfa_bench.scoring import read_predictions, rouge_worker, score_predictions
 
-    try:
-        loaded = read_bench(bench)
-        preds, problems = read_predictions(predictions)
-    except ValidationError as exc:
-        _fail(str(exc))
-    metrics, rows, more = score_predictions(loaded, preds, seed=seed, workers=2)
+    with rouge_worker() as worker:
+        try:
+            loaded = read_bench(bench, executor=worker)
+            preds, problems = read_predictions(predictions)
+        except ValidationError as exc:
+            _fail(str(exc))
+        metrics, rows, more = score_predictions(loaded, preds, seed=seed, executor=worker)
     for problem in problems + more:
         typer.secho(f"warning: {problem}", err=True, fg=typer.colors.YELLOW)
     typer.echo(metrics_table(metrics))

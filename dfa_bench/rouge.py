@@ -23,6 +23,11 @@ def _stemmer():
     return porter.PorterStemmer()
 
 
+def warm_up() -> None:
+    """Import the stemmer now (used to overlap nltk's import with other work)."""
+    _stemmer()
+
+
 def _word_token(word: str) -> str:
     token = six.ensure_str(_stemmer().stem(word)) if len(word) > 3 else word
     return token if tokenize.VALID_TOKEN_RE.match(token) else ""

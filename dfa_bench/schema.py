@@ -63,6 +63,16 @@ class ValidationError(ValueError):
         super().__init__(f"{where}: {what}{message}" if where else f"{what}{message}")
         self.path, self.line, self.field = path, line, field
 
+    def __reduce__(self):
+        # keep path/line/field when the error crosses a process boundary (see bench.verify_files)
+        return _rebuild_validation_error, (str(self), self.path, self.line, self.field)
+
+
+def _rebuild_validation_error(message: str, path: str | None, line: int | None, field: str | None) -> ValidationError:
+    error = ValidationError(message)
+    error.path, error.line, error.field = path, line, field
+    return error
+
 
 def label_of(category: str) -> str:
     return "bona_fide" if category == "bona_fide" else "forgery"
@@ -109,21 +119,34 @@ def validate_record(obj: Any, *, path: str | None = None, line: int | None = Non
     }
 
 
+_QUESTION_STR_FIELDS = (
+    "question_id",
+    "record_id",
+    "image",
+    "question",
+    "answer",
+    "identity",
+    "task",
+    "label",
+    "category",
+)
+
+
 def validate_question(obj: Any, *, path: str | None = None, line: int | None = None) -> dict:
     """Check one question item of a bench's questions.jsonl."""
     where = {"path": path, "line": line}
     if not isinstance(obj, dict):
         raise ValidationError(f"expected a JSON object, got {type(obj).__name__}", **where)
-    for field in ("question_id", "record_id", "image", "question", "answer", "identity"):
-        _require_str(obj, field, where)
+    for field in _QUESTION_STR_FIELDS:
+        value = obj.get(field)
+        if type(value) is not str or not value.strip():  # cheap check first; _require_str words the error
+            _require_str(obj, field, where)
     _require_str(obj, "technique", where, allow_empty=True)
-    task = _require_str(obj, "task", where)
+    task, label, category = obj["task"], obj["label"], obj["category"]
     if task not in TASKS:
         raise ValidationError(f"unknown task {task!r}; expected one of {TASKS}", field="task", **where)
-    label = _require_str(obj, "label", where)
     if label not in LABELS:
         raise ValidationError(f"unknown label {label!r}; expected one of {LABELS}", field="label", **where)
-    category = _require_str(obj, "category", where)
     if category not in CATEGORIES:
         raise ValidationError(f"unknown category {category!r}; expected one of {CATEGORIES}", field="category", **where)
     if label_of(category) != label:

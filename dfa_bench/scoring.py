@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from dfa_bench.bench import Bench
 from dfa_bench.io import iter_jsonl
 from dfa_bench.metrics import BOOTSTRAP_RESAMPLES, ad_metrics, dfc_metrics, dfd_metrics
 from dfa_bench.parsing import parse
-from dfa_bench.rouge import rouge_l
+from dfa_bench.rouge import rouge_l, warm_up
 from dfa_bench.schema import UNPARSEABLE, ValidationError
 
 
@@ -97,14 +98,38 @@ def read_predictions(path: Path | str) -> tuple[dict[str, dict], list[str]]:
 _PARALLEL_AD_MIN = 5000
 
 
+@contextmanager
+def rouge_worker() -> Iterator[Executor | None]:
+    """A forked process that starts importing nltk at once, to take ROUGE-L work later.
+
+    Open it before reading the bench so the ~2 s nltk import overlaps that I/O. Yields None where
+    fork is unavailable. Fork only from a process that runs no other threads (the CLI's `score`).
+    """
+    if "fork" not in multiprocessing.get_all_start_methods():
+        yield None
+        return
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+    pool.submit(warm_up)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
 def score_predictions(
-    bench: Bench, predictions: dict[str, dict], *, only_answered: bool = False, seed: int = 0, workers: int = 1
+    bench: Bench,
+    predictions: dict[str, dict],
+    *,
+    only_answered: bool = False,
+    seed: int = 0,
+    executor: Executor | None = None,
 ) -> tuple[dict, list[dict], list[str]]:
     """Judge every bench item (a missing answer is unparseable) and aggregate.
 
     Returns (metrics, per-item rows, problems). With `only_answered`, items without a prediction
-    are left out instead (used for partial runs such as lmms-eval's --limit). With `workers=2`,
-    a forked process computes ROUGE-L for the ad items while this one parses dfd and dfc answers.
+    are left out instead (used for partial runs such as lmms-eval's --limit). Given an `executor`
+    (see rouge_worker), ROUGE-L for many ad items runs there while this process parses and
+    aggregates the dfd and dfc answers.
     """
     problems = [
         f"unknown question_id {qid!r} (line {p['line']})" for qid, p in predictions.items() if qid not in bench.by_id
@@ -118,17 +143,12 @@ def score_predictions(
 
     ad_answered = [(item, p) for item, p in answered if item["task"] == "ad"]
     ad_pairs = [(item["answer"], (p and p["response"]) or "") for item, p in ad_answered]
-    pool = future = None
-    if workers > 1 and len(ad_pairs) >= _PARALLEL_AD_MIN and "fork" in multiprocessing.get_all_start_methods():
-        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
-        future = pool.submit(rouge_many, ad_pairs)
-    try:
-        rows = [judge(item, p and p["response"], p and p.get("score")) for item, p in answered if item["task"] != "ad"]
-        ad_values = future.result() if future else rouge_many(ad_pairs)
-    finally:
-        if pool:
-            pool.shutdown()
-    rows += [judge(item, p and p["response"], rouge=value) for (item, p), value in zip(ad_answered, ad_values)]
+    future = executor.submit(rouge_many, ad_pairs) if executor and len(ad_pairs) >= _PARALLEL_AD_MIN else None
+    rows = [judge(item, p and p["response"], p and p.get("score")) for item, p in answered if item["task"] != "ad"]
+    metrics = aggregate(rows, seed=seed)
+    ad_values = future.result() if future else rouge_many(ad_pairs)
+    ad_rows = [judge(item, p and p["response"], rouge=value) for (item, p), value in zip(ad_answered, ad_values)]
+    metrics.update(aggregate(ad_rows, seed=seed))
     order = {item["question_id"]: i for i, item in enumerate(bench.items)}
-    rows.sort(key=lambda row: order[row["question_id"]])
-    return aggregate(rows, seed=seed), rows, problems
+    rows = sorted(rows + ad_rows, key=lambda row: order[row["question_id"]])
+    return metrics, rows, problems

@@ -144,3 +144,15 @@ def test_failed_rebuild_keeps_the_previous_bench(synthetic_source, tmp_path):
         )
     assert (tmp_path / "bench" / "questions.jsonl").read_bytes() == before
     shutil.rmtree(tmp_path / "bench")
+
+
+def test_checks_in_a_worker_process_raise_the_same_error(bench_dir):
+    from dfa_bench.scoring import rouge_worker
+
+    image = bench_dir / "images" / "syn000004.png"
+    with rouge_worker() as worker:
+        assert len(read_bench(bench_dir, executor=worker).items) == 84
+        image.write_bytes(image.read_bytes() + b"x")
+        with pytest.raises(ValidationError, match="sha256 mismatch") as info:
+            read_bench(bench_dir, executor=worker)
+    assert info.value.path == str(image)

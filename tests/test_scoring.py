@@ -97,3 +97,20 @@ def test_cli_reports_bad_input_with_exit_code(bench_dir, tmp_path):
     result = runner.invoke(app, ["score", "--bench", str(bench_dir), "--predictions", str(path)])
     assert result.exit_code == 2
     assert "p.jsonl:1" in result.output
+
+
+def test_forked_rouge_worker_gives_identical_results(bench_dir, tmp_path, monkeypatch):
+    from dfa_bench import scoring
+
+    bench = read_bench(bench_dir)
+    rows = [{"question_id": i["question_id"], "response": f"{i['answer']} plus some drift {n}"}
+            for n, i in enumerate(bench.items) if n % 7]  # fmt: skip
+    preds, _ = read_predictions(_write(tmp_path / "p.jsonl", rows))
+    serial = score_predictions(bench, preds)
+    monkeypatch.setattr(scoring, "_PARALLEL_AD_MIN", 1)
+    with scoring.rouge_worker() as worker:
+        assert worker is not None
+        parallel = score_predictions(bench, preds, executor=worker)
+    assert parallel == serial
+    assert [r["question_id"] for r in parallel[1]] == [i["question_id"] for i in bench.items]
+    assert 0 < serial[0]["ad"]["rouge_l"] < 1
