@@ -41,6 +41,19 @@ def tasks_path() -> Path:
     return Path(str(resources.files("dfa_bench.tasks")))
 
 
+_SECRET_WORDS = ("key", "token", "secret", "password")
+
+
+def redact_model_args(model_args: str) -> str:
+    """Mask values of secret-looking model_args (api_key=..., token=...) before they reach a file."""
+    parts = []
+    for part in model_args.split(","):
+        name, sep, _ = part.partition("=")
+        secret = sep and any(word in name.lower() for word in _SECRET_WORDS)
+        parts.append(f"{name}=***" if secret else part)
+    return ",".join(parts)
+
+
 def lmms_eval_argv(
     model: str, model_args: str, tasks: str, output: Path, *, limit: int | None, batch_size: int, seed: int
 ) -> list[str]:
@@ -54,7 +67,7 @@ def lmms_eval_argv(
         "--seed", f"{seed},{seed},{seed},{seed}",
     ]  # fmt: skip
     if model_args:
-        argv += ["--model_args", model_args]
+        argv += ["--model_args", redact_model_args(model_args)]
     if limit is not None:
         argv += ["--limit", str(limit)]
     return argv
@@ -160,7 +173,7 @@ def run_eval(
     command = shlex.join(["lmms-eval", *argv])
     write_json(
         output / "run.json",
-        {"model": model, "model_args": model_args, "bench": str(bench_dir), "bench_manifest_sha256": bench.manifest_sha256,
+        {"model": model, "model_args": redact_model_args(model_args), "bench": str(bench_dir), "bench_manifest_sha256": bench.manifest_sha256,
          "tasks": tasks, "limit": limit, "batch_size": batch_size, "seed": seed, "lmms_eval_command": command,
          "problems": problems},
     )  # fmt: skip

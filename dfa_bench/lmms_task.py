@@ -79,6 +79,8 @@ def process_results(doc: dict, results: list) -> dict:
 
 def _aggregate(rows: list[dict], metric: str) -> float:
     unique = list({row["question_id"]: row for row in rows}.values())
+    if not unique:
+        return math.nan
     task = unique[0]["task"]
     value = aggregate(unique, resamples=0)[task][metric]
     return math.nan if value is None else value

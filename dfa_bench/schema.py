@@ -6,7 +6,6 @@ Both are dicts on disk (JSONL); these helpers validate them and name the offendi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 LABELS = ("bona_fide", "forgery")
@@ -168,12 +167,3 @@ def validate_question(obj: Any, *, path: str | None = None, line: int | None = N
     if task == "ad" and label != "forgery":
         raise ValidationError("ad items exist only for forgeries", field="task", **where)
     return obj
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One model answer as scored: the raw response and, for DF-D, an optional forgery probability."""
-
-    question_id: str
-    response: str
-    score: float | None = None

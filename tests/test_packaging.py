@@ -34,3 +34,11 @@ def test_core_imports_neither_torch_nor_lmms_eval():
             "bad = [m for m in ('torch', 'lmms_eval', 'transformers') if m in sys.modules]; "
             "assert not bad, bad")  # fmt: skip
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_secret_model_args_are_masked_in_recorded_commands():
+    from dfa_bench.evaluate import lmms_eval_argv, redact_model_args
+
+    assert redact_model_args("pretrained=x,api_key=sk-123,HF_TOKEN=abc") == "pretrained=x,api_key=***,HF_TOKEN=***"
+    argv = lmms_eval_argv("m", "api_key=sk-123", "dfa_bench", tasks_path(), limit=None, batch_size=1, seed=0)
+    assert "sk-123" not in " ".join(argv)
