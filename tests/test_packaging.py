@@ -42,3 +42,21 @@ def test_secret_model_args_are_masked_in_recorded_commands():
     assert redact_model_args("pretrained=x,api_key=sk-123,HF_TOKEN=abc") == "pretrained=x,api_key=***,HF_TOKEN=***"
     argv = lmms_eval_argv("m", "api_key=sk-123", "dfa_bench", tasks_path(), limit=None, batch_size=1, seed=0)
     assert "sk-123" not in " ".join(argv)
+
+
+def test_bench_build_and_validate_commands(synthetic_source, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "bench"
+    args = ["bench", "build", "--records", str(synthetic_source / "records.jsonl"), "--images", str(synthetic_source),
+            "--seed", "3", "--output", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(app, ["bench", "validate", str(out)]).exit_code == 0
+    (out / "images" / "syn000001.png").unlink()
+    result = runner.invoke(app, ["bench", "validate", str(out)])
+    assert result.exit_code == 2 and "syn000001.png" in result.output
+    bad = tmp_path / "records.jsonl"
+    bad.write_text((synthetic_source / "records.jsonl").read_text().replace('"label": "forgery"', '"label": "fake"', 1))
+    result = runner.invoke(app, ["bench", "build", "--records", str(bad), "--images", str(synthetic_source),
+                                 "--output", str(tmp_path / "b2")])  # fmt: skip
+    assert result.exit_code == 2 and "records.jsonl:2: field 'label'" in result.output
