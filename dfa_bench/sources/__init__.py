@@ -1,0 +1,1 @@
+"""Source readers: turn distributed datasets into frame entries for the DFA-Instruct pipeline."""
