@@ -60,3 +60,13 @@ def test_bench_build_and_validate_commands(synthetic_source, tmp_path):
     result = runner.invoke(app, ["bench", "build", "--records", str(bad), "--images", str(synthetic_source),
                                  "--output", str(tmp_path / "b2")])  # fmt: skip
     assert result.exit_code == 2 and "records.jsonl:2: field 'label'" in result.output
+
+
+def test_every_core_subpackage_is_listed_for_the_wheel():
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(root).parts) for p in (root / "dfa_bench").rglob("__init__.py")}
+    assert on_disk <= listed
