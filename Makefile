@@ -9,7 +9,9 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 	$(PY) -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
-	$(PY) -c "import dfa_bench.cli, lmms_eval, torch, transformers"
+	# MTCNN weights ship in facenet-pytorch, which pins an old torch: install it without its deps
+	$(PY) -m pip install -q --no-deps "facenet-pytorch==2.6.0" 2>&1 | grep -v "is ignored" || true
+	$(PY) -c "import dfa_bench.cli, lmms_eval, torch, transformers, facenet_pytorch, skimage, av"
 	touch $@
 
 install: $(VENV)/.installed

@@ -1,0 +1,62 @@
+"""Face detection and 5-point similarity alignment to a fixed square crop.
+
+Detection uses facenet-pytorch's MTCNN, whose weights ship inside the PyPI package (install it with
+`--no-deps`: it pins an old torch). The five landmarks are mapped onto the ArcFace template scaled
+to the crop by a least-squares similarity transform. An image with no confident face, or with
+several, is reported as such, never guessed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dfa_bench.regions import FIVE_POINT_TEMPLATE
+
+
+@dataclass
+class AlignedFace:
+    status: str  # "ok", "no_face" or "multiple_faces"
+    image: object | None = None  # aligned RGB PIL image (status "ok")
+    landmarks: np.ndarray | None = None  # the five detected points in the input image
+    confidence: float | None = None
+    n_faces: int = 0
+
+
+def similarity_to_template(points: np.ndarray, size: int) -> np.ndarray:
+    """3x3 matrix of the similarity transform that takes the five points onto the template."""
+    from skimage.transform import SimilarityTransform
+
+    transform = SimilarityTransform.from_estimate(points, FIVE_POINT_TEMPLATE * size)
+    return transform.params
+
+
+class FaceAligner:
+    def __init__(self, size: int = 224, min_confidence: float = 0.9, device: str = "cpu") -> None:
+        from facenet_pytorch import MTCNN
+
+        self.size, self.min_confidence = size, min_confidence
+        self.detector = MTCNN(keep_all=True, device=device)
+
+    def align(self, image) -> AlignedFace:
+        """Detect faces in an RGB PIL image and align the single confident one."""
+        from PIL import Image
+
+        image = image.convert("RGB")
+        boxes, probs, points = self.detector.detect(image, landmarks=True)
+        if boxes is None:
+            return AlignedFace("no_face")
+        confident = [i for i, p in enumerate(probs) if p is not None and p >= self.min_confidence]
+        if not confident:
+            return AlignedFace("no_face")
+        if len(confident) > 1:
+            return AlignedFace("multiple_faces", n_faces=len(confident))
+        i = confident[0]
+        landmarks = np.asarray(points[i], dtype=float)  # MTCNN returns object arrays with keep_all
+        matrix = similarity_to_template(landmarks, self.size)
+        inverse = np.linalg.inv(matrix)  # PIL maps output pixels back to input pixels
+        aligned = image.transform(
+            (self.size, self.size), Image.Transform.AFFINE, data=tuple(inverse[:2].ravel()), resample=Image.BICUBIC
+        )
+        return AlignedFace("ok", aligned, landmarks, float(probs[i]), 1)
