@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("facenet_pytorch", reason="install with `pip install --no-deps facenet-pytorch` (make does)")
-from skimage import data  # noqa: E402
+from skimage import data
 
-from dfa_bench.faces import FaceAligner, similarity_to_template  # noqa: E402
-from dfa_bench.regions import FIVE_POINT_TEMPLATE  # noqa: E402
+from dfa_bench.faces import FaceAligner, similarity_to_template
+from dfa_bench.regions import FIVE_POINT_TEMPLATE
 
 
 @pytest.fixture(scope="module")
