@@ -151,17 +151,17 @@ def run_eval(
     os.environ[BENCH_ENV] = str(bench_dir)
     lmms_dir = output / "lmms_eval"
     argv = lmms_eval_argv(model, model_args, tasks, lmms_dir, limit=limit, batch_size=batch_size, seed=seed)
-    results, samples = _simple_evaluate(
+    results, answers_by_task = _simple_evaluate(
         model, model_args, tasks, lmms_dir, limit=limit, batch_size=batch_size, seed=seed
     )
     expected = [t for t in results.get("configs", {}) if t.startswith(TASK_PREFIX)]
     if not expected:
         raise EvaluationFailed(f"no DFA-Bench task ran (requested {tasks!r})")
-    missing = [t for t in expected if not samples.get(t)]
+    missing = [t for t in expected if not answers_by_task.get(t)]
     if missing:
         raise EvaluationFailed(f"no samples were logged for {missing}")
 
-    rows = [row for task in expected for row in samples[task]]
+    rows = [row for task in expected for row in answers_by_task[task]]
     write_jsonl(output / "predictions.jsonl", rows)
     predictions = {row["question_id"]: {**row, "line": i} for i, row in enumerate(rows, 1)}
     metrics, details, problems = score_predictions(bench, predictions, only_answered=True, seed=seed)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-
 from skimage import data
 
 from dfa_bench.faces import FaceAligner, similarity_to_template
