@@ -10,18 +10,9 @@ import random
 from pathlib import Path
 
 from dfa_bench.io import write_jsonl
+from dfa_bench.regions import ARTIFACT_DESCRIPTIONS, REGIONS
 from dfa_bench.schema import CATEGORIES, label_of
 
-REGIONS = ("Forehead", "Eyes", "Nose", "Cheeks and jawline", "Mouth and lips", "Hairline", "Face boundary")
-ARTIFACTS = (
-    "a visible blending seam where the pasted face meets the original skin",
-    "a colour mismatch between the inner face and the surrounding skin",
-    "local warping that bends straight contours",
-    "over-smoothed skin texture without natural pores",
-    "blurred details and inconsistent sharpness",
-    "asymmetric shapes that look unnatural",
-    "flickering edges with ghosting",
-)
 TECHNIQUES = {
     "bona_fide": ("",),
     "face_swapping": ("simswap", "inswap", "faceswap"),
@@ -32,8 +23,12 @@ TECHNIQUES = {
 
 
 def artifact_description(rng: random.Random, n_regions: int | None = None) -> str:
+    """A random AD reference in the paper's style (the real ones come from regions.describe_artifacts)."""
     regions = rng.sample(REGIONS, n_regions or rng.randint(2, 4))
-    return "\n".join(f"{i}. {region}: {rng.choice(ARTIFACTS)}." for i, region in enumerate(regions, 1))
+    templates = sorted(ARTIFACT_DESCRIPTIONS.values())
+    return "\n".join(
+        f"{i}. {region}: {rng.choice(templates).format(region=region.lower())}." for i, region in enumerate(regions, 1)
+    )
 
 
 def draw_face(path: Path, rng: random.Random, size: int = 64) -> None:
