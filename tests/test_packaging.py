@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -10,12 +12,24 @@ from dfa_bench.cli import app
 from dfa_bench.evaluate import tasks_path
 
 
-def test_namespaced_packages_and_no_top_level_names():
+def test_namespaced_packages_and_no_top_level_names(tmp_path):
     for name in ("dfa_bench.adapters", "dfa_bench.leaderboard", "dfa_bench.tasks", "dfa_gpt"):
         assert importlib.util.find_spec(name) is not None, name
-    for name in ("adapters", "leaderboard", "tasks"):
-        spec = importlib.util.find_spec(name)
-        assert spec is None or "dfa_bench" not in str(spec.origin or spec.submodule_search_locations), name
+    # Ask a fresh interpreter outside the repo (so the working directory cannot supply the names):
+    # the installation must not expose our adapters/, leaderboard/ or tasks/ as top-level packages.
+    repo = Path(__file__).resolve().parents[1]
+    code = (
+        "import importlib.util, json\n"
+        "out = {}\n"
+        "for n in ('adapters', 'leaderboard', 'tasks'):\n"
+        "    s = importlib.util.find_spec(n)\n"
+        "    out[n] = [s.origin, *(s.submodule_search_locations or [])] if s else []\n"
+        "print(json.dumps(out))"
+    )
+    found = json.loads(subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, capture_output=True,
+                                      text=True).stdout)  # fmt: skip
+    for name, locations in found.items():
+        assert not any(loc and repo in Path(loc).resolve().parents for loc in locations), (name, locations)
 
 
 def test_tasks_path_holds_the_task_yamls():
