@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 from dfa_bench.bench import Bench, read_bench
@@ -38,16 +38,9 @@ def _docs(dataset, task: str):
     return type(dataset).from_list(rows)
 
 
-def dfd_docs(dataset):
-    return _docs(dataset, "dfd")
-
-
-def dfc_docs(dataset):
-    return _docs(dataset, "dfc")
-
-
-def ad_docs(dataset):
-    return _docs(dataset, "ad")
+dfd_docs = partial(_docs, task="dfd")
+dfc_docs = partial(_docs, task="dfc")
+ad_docs = partial(_docs, task="ad")
 
 
 def doc_to_visual(doc: dict) -> list:
@@ -86,29 +79,11 @@ def _aggregate(rows: list[dict], metric: str) -> float:
     return math.nan if value is None else value
 
 
-def aggregate_acc(rows: list[dict]) -> float:
-    return _aggregate(rows, "acc")
-
-
-def aggregate_err(rows: list[dict]) -> float:
-    return _aggregate(rows, "err")
-
-
-def aggregate_apcer(rows: list[dict]) -> float:
-    return _aggregate(rows, "apcer")
-
-
-def aggregate_bpcer(rows: list[dict]) -> float:
-    return _aggregate(rows, "bpcer")
-
-
-def aggregate_acer(rows: list[dict]) -> float:
-    return _aggregate(rows, "acer")
-
-
-def aggregate_parse_failure_rate(rows: list[dict]) -> float:
-    return _aggregate(rows, "parse_failure_rate")
-
-
-def aggregate_rouge_l(rows: list[dict]) -> float:
-    return _aggregate(rows, "rouge_l")
+# One aggregation per metric named in the task YAMLs (`!function dfa_bench.lmms_task.aggregate_<metric>`).
+aggregate_acc = partial(_aggregate, metric="acc")
+aggregate_err = partial(_aggregate, metric="err")
+aggregate_apcer = partial(_aggregate, metric="apcer")
+aggregate_bpcer = partial(_aggregate, metric="bpcer")
+aggregate_acer = partial(_aggregate, metric="acer")
+aggregate_parse_failure_rate = partial(_aggregate, metric="parse_failure_rate")
+aggregate_rouge_l = partial(_aggregate, metric="rouge_l")
