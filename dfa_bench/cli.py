@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +16,9 @@ app = typer.Typer(
 bench_app = typer.Typer(no_args_is_help=True, help="Build, generate and validate bench directories.")
 dev_app = typer.Typer(no_args_is_help=True, help="Developer helpers (tiny offline models).")
 app.add_typer(bench_app, name="bench")
+data_app = typer.Typer(no_args_is_help=True, help="DFA-Instruct: build training data and benches from sources.")
 app.add_typer(dev_app, name="dev")
+app.add_typer(data_app, name="data")
 
 HEADLINE = {"dfd": ("acc", "err", "acer", "apcer", "bpcer", "auc", "eer"), "dfc": ("acc",), "ad": ("rouge_l",)}
 
@@ -160,6 +163,134 @@ def tasks_path_command() -> None:
     from dfa_bench.evaluate import tasks_path
 
     typer.echo(str(tasks_path()))
+
+
+def _print_summary(summary: dict, output: Path) -> None:
+    from tabulate import tabulate
+
+    rows = [[split, summary["records"][split], *(summary["categories"][split].get(c, 0) for c in _CATEGORY_COLUMNS)]
+            for split in summary["records"]]  # fmt: skip
+    typer.echo(tabulate(rows, headers=["split", "records", "real", "FS", "FR", "FE", "EFS"], tablefmt="github"))
+    typer.echo(f"QA pairs (train): {summary['qa_pairs']}")
+    typer.echo(f"free conversations: {summary['free_conversations']}")
+    reported = sum(summary["reported"].values())
+    typer.echo(f"bad inputs reported: {reported} {summary['reported'] or ''} -> {output / summary['report']}")
+    typer.echo(f"wrote {output}/records, {output}/instruct, {output}/bench/dev, {output}/bench/test")
+
+
+_CATEGORY_COLUMNS = ("bona_fide", "face_swapping", "face_reenactment", "face_editing", "entire_face_synthesis")
+
+
+@data_app.command("build-mini")
+def data_build_mini(
+    output: Annotated[Path, typer.Option(help="Build directory (resumes if it holds an interrupted build).")],
+    seed: Annotated[int, typer.Option()] = 0,
+    size: Annotated[int, typer.Option(help="Aligned crop size in pixels.")] = 224,
+    per_category: Annotated[int, typer.Option(help="Records per category and split.")] = 32,
+) -> None:
+    """Build DFA-Bench-mini offline from real photos inside installed PyPI packages."""
+    from dfa_bench.mini import build_mini
+
+    try:
+        summary = build_mini(output, seed=seed, size=size, per_category=per_category)
+    except (ValidationError, RuntimeError) as exc:
+        _fail(str(exc))
+    _print_summary(summary, output)
+
+
+@data_app.command("build")
+def data_build(
+    output: Annotated[Path, typer.Option(help="Build directory (resumes if it holds an interrupted build).")],
+    manifest: Annotated[Path | None, typer.Option(help="Generic source: CSV manifest of images and videos.")] = None,
+    deepfakebench_json: Annotated[
+        list[Path] | None, typer.Option(help="DeepfakeBench/DF-40 dataset JSON (repeatable).")
+    ] = None,
+    root: Annotated[Path | None, typer.Option(help="Root the DeepfakeBench frame paths are relative to.")] = None,
+    annotator: Annotated[str, typer.Option(help="none or openai (GPT-4o artifact descriptions).")] = "none",
+    model: Annotated[str, typer.Option(help="Annotator / conversation model.")] = "gpt-4o",
+    base_url: Annotated[str | None, typer.Option(help="Any OpenAI-compatible server.")] = None,
+    free_conversations: Annotated[
+        bool, typer.Option(help="Ask the LLM for FC turns (needs --annotator openai).")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Align, then print the annotation request count and cost only.")
+    ] = False,
+    workers: Annotated[int, typer.Option(help="Face detection worker processes.")] = 1,
+    size: Annotated[int, typer.Option(help="Aligned crop size in pixels.")] = 224,
+    every: Annotated[int, typer.Option(help="Sample every N-th video frame.")] = 10,
+    train: Annotated[float, typer.Option(help="Train share of identities' records.")] = 0.8,
+    dev: Annotated[float, typer.Option(help="Dev share.")] = 0.1,
+    seed: Annotated[int, typer.Option()] = 0,
+    name: Annotated[str, typer.Option(help="Bench name for the manifests.")] = "dfa-bench",
+) -> None:
+    """Build DFA-Instruct training JSON and dev/test benches from DF-40 JSON or a CSV manifest."""
+    from itertools import chain
+
+    from dfa_bench import pipeline
+
+    if not manifest and not deepfakebench_json:
+        _fail("give --manifest and/or --deepfakebench-json")
+    jobs = []
+    with pipeline.BuildReport(output / pipeline.REPORT) as report:
+        if manifest:
+            from dfa_bench.sources.manifest import read_manifest
+
+            items, problems = read_manifest(manifest)
+            for problem in problems:
+                report.add(problem.split(": ")[0], "source", problem)
+            jobs.append(pipeline.jobs_from_manifest(items))
+        for json_file in deepfakebench_json or []:
+            from dfa_bench.sources.deepfakebench import read_deepfakebench_json
+
+            try:
+                entries, missing = read_deepfakebench_json(json_file, root or json_file.parent)
+            except ValidationError as exc:
+                _fail(str(exc))
+            for problem in missing:
+                report.add(problem.rsplit(": ", 1)[-1], "source", problem)
+            jobs.append(pipeline.jobs_from_deepfakebench(entries))
+    counts = pipeline.align_sources(chain(*jobs), output, size=size, workers=workers, every=every)
+    typer.echo(f"aligned: {counts}")
+    record_annotator = conversations = None
+    if annotator == "openai":
+        from dfa_bench.annotate import OpenAIAnnotator
+
+        gpt = OpenAIAnnotator(output / "work/annotation_cache", model=model, base_url=base_url)
+        if dry_run:
+            typer.echo(json.dumps(pipeline.annotation_dry_run(output, gpt), indent=2))
+            return
+        record_annotator = pipeline.OpenAIRecordAnnotator(gpt)
+        if free_conversations:
+            from dfa_bench.conversations import ConversationGenerator
+
+            conversations = ConversationGenerator(output / "work/conversation_cache", model=model, base_url=base_url)
+    elif annotator != "none":
+        _fail(f"unknown annotator {annotator!r}; use none or openai")
+    options = pipeline.FinishOptions(
+        ratios={"train": train, "dev": dev, "test": round(1 - train - dev, 6)}, seed=seed, name=name
+    )
+    try:
+        summary = pipeline.finish_build(
+            output, annotator=record_annotator, options=options, conversation_generator=conversations
+        )
+    except (ValidationError, ValueError) as exc:
+        _fail(str(exc))
+    _print_summary(summary, output)
+
+
+@data_app.command("stats")
+def data_stats_command(
+    build: Annotated[Path, typer.Argument(help="A build directory (data build / build-mini).")],
+    output: Annotated[Path | None, typer.Option(help="Where to write the plots (default BUILD/stats).")] = None,
+) -> None:
+    """The paper's Fig. 3 statistics: word cloud of answers, QA pairs by ability, images by split and category."""
+    from dfa_bench.stats import data_stats
+
+    try:
+        stats = data_stats(build, output)
+    except ValidationError as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps({k: v for k, v in stats.items() if k != "top_words"}, indent=2))
 
 
 @dev_app.command("tiny-llava")

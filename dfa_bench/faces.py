@@ -39,24 +39,37 @@ class FaceAligner:
         self.size, self.min_confidence = size, min_confidence
         self.detector = MTCNN(keep_all=True, device=device)
 
-    def align(self, image) -> AlignedFace:
-        """Detect faces in an RGB PIL image and align the single confident one."""
-        from PIL import Image
-
-        image = image.convert("RGB")
+    def _detect(self, image) -> tuple[list[int], object, object, object]:
         boxes, probs, points = self.detector.detect(image, landmarks=True)
         if boxes is None:
-            return AlignedFace("no_face")
+            return [], boxes, probs, points
         confident = [i for i, p in enumerate(probs) if p is not None and p >= self.min_confidence]
-        if not confident:
-            return AlignedFace("no_face")
-        if len(confident) > 1:
-            return AlignedFace("multiple_faces", n_faces=len(confident))
-        i = confident[0]
-        landmarks = np.asarray(points[i], dtype=float)  # MTCNN returns object arrays with keep_all
+        return confident, boxes, probs, points
+
+    def _warp(self, image, landmarks: np.ndarray, confidence: float, n_faces: int) -> AlignedFace:
+        from PIL import Image
+
+        landmarks = np.asarray(landmarks, dtype=float)  # MTCNN returns object arrays with keep_all
         matrix = similarity_to_template(landmarks, self.size)
         inverse = np.linalg.inv(matrix)  # PIL maps output pixels back to input pixels
         aligned = image.transform(
             (self.size, self.size), Image.Transform.AFFINE, data=tuple(inverse[:2].ravel()), resample=Image.BICUBIC
         )
-        return AlignedFace("ok", aligned, landmarks, float(probs[i]), 1)
+        return AlignedFace("ok", aligned, landmarks, confidence, n_faces)
+
+    def align(self, image) -> AlignedFace:
+        """Detect faces in an RGB PIL image and align the single confident one."""
+        image = image.convert("RGB")
+        confident, _, probs, points = self._detect(image)
+        if not confident:
+            return AlignedFace("no_face")
+        if len(confident) > 1:
+            return AlignedFace("multiple_faces", n_faces=len(confident))
+        return self._warp(image, points[confident[0]], float(probs[confident[0]]), 1)
+
+    def align_all(self, image) -> list[AlignedFace]:
+        """Every confident face of a group photo, aligned, left to right (for sources known to show several)."""
+        image = image.convert("RGB")
+        confident, boxes, probs, points = self._detect(image)
+        confident.sort(key=lambda i: float(boxes[i][0]))
+        return [self._warp(image, points[i], float(probs[i]), len(confident)) for i in confident]

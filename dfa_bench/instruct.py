@@ -23,18 +23,21 @@ def llava_conversations(
     out: dict[str, list[dict]] = {ability: [] for ability in ABILITIES}
     for record in records:
         for item in question_items(record, seed, image_of(record)):
-            out[item["task"]].append(
-                {
-                    "id": item["question_id"],
-                    "image": item["image"],
-                    "conversations": [
-                        {"from": "human", "value": f"<image>\n{item['question']}"},
-                        {"from": "gpt", "value": item["answer"]},
-                    ],
-                }
-            )
+            out[item["task"]].append(llava_entry(item))
     out["merged"] = [entry for ability in ABILITIES for entry in out[ability]]
     return out
+
+
+def llava_entry(item: dict) -> dict:
+    """One question item as a LLaVA training conversation (the image token opens the first turn)."""
+    return {
+        "id": item["question_id"],
+        "image": item["image"],
+        "conversations": [
+            {"from": "human", "value": f"<image>\n{item['question']}"},
+            {"from": "gpt", "value": item["answer"]},
+        ],
+    }
 
 
 def write_training_json(output: Path | str, conversations: dict[str, list[dict]]) -> list[Path]:

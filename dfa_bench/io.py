@@ -7,7 +7,9 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from dfa_bench.schema import ValidationError
 
@@ -29,22 +31,81 @@ def iter_jsonl(path: Path | str) -> Iterator[tuple[int, object]]:
                 ) from None
 
 
-def atomic_write_text(path: Path | str, text: str) -> None:
+@contextmanager
+def atomic_open(path: Path | str, mode: str = "w") -> Iterator[IO]:
+    """Write to a temp file beside `path`; it replaces `path` only if the block finishes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            yield handle
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def atomic_write_text(path: Path | str, text: str) -> None:
+    with atomic_open(path) as handle:
+        handle.write(text)
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+
+
 def write_jsonl(path: Path | str, rows: Iterable[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    """Streams `rows` (any iterable) to a temp file, then swaps it in."""
+    with atomic_open(path) as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def write_json(path: Path | str, obj: object) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_json_array(path: Path | str, rows: Iterable[object]) -> int:
+    """A JSON list written one element at a time (LLaVA training files can outgrow memory); returns its length."""
+    n = 0
+    with atomic_open(path) as handle:
+        handle.write("[")
+        for row in rows:
+            handle.write(("\n" if n == 0 else ",\n") + json.dumps(row, ensure_ascii=False))
+            n += 1
+        handle.write("\n]\n")
+    return n
+
+
+class AppendLog:
+    """An append-only JSONL journal that survives a crash: a torn last line is cut off on open,
+    and every line is flushed as it is written, so a resumed run sees exactly what finished."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            data = self.path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                with open(self.path, "r+b") as handle:
+                    handle.truncate(data.rfind(b"\n") + 1)
+        self._handle = open(self.path, "a", encoding="utf-8")
+
+    def rows(self) -> Iterator[dict]:
+        for _, row in iter_jsonl(self.path):
+            yield row
+
+    def append(self, row: dict) -> None:
+        self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> AppendLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

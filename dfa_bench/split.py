@@ -37,41 +37,54 @@ def identities_of(record: dict) -> list[str]:
     return [record["identity"], *record.get("related_identities", [])]
 
 
-def identity_disjoint_split(
-    records: Iterable[dict], ratios: dict[str, float] | None = None, *, seed: int = 0
-) -> tuple[dict[str, list[dict]], dict]:
-    """Split records; returns ({split: records}, split file dict recording which identities went where)."""
+def plan_split(
+    identity_lists: Iterable[list[str]], ratios: dict[str, float] | None = None, *, seed: int = 0
+) -> tuple[dict[str, str], dict]:
+    """Assign every identity to a split from one pass over each record's identities.
+
+    Memory grows with the number of identities, not records, so this streams over any source.
+    Returns ({identity: split}, split file dict recording which identities went where).
+    """
     ratios = dict(ratios or DEFAULT_RATIOS)
     if not ratios or any(r < 0 for r in ratios.values()) or abs(sum(ratios.values()) - 1) > 1e-6:
         raise ValueError(f"split ratios must be non-negative and sum to 1, got {ratios}")
-    records = list(records)
     links = _UnionFind()
-    for record in records:
-        first, *others = identities_of(record)
+    records_of: dict[str, int] = defaultdict(int)  # per first identity; summed per group below
+    for first, *others in identity_lists:
         links.find(first)
+        records_of[first] += 1
         for other in others:
             links.union(first, other)
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for record in records:
-        groups[links.find(record["identity"])].append(record)
+    group_size: dict[str, int] = defaultdict(int)
+    for identity, n in records_of.items():
+        group_size[links.find(identity)] += n
 
     def order(root: str) -> str:
         return hashlib.sha256(f"{seed}\x1f{root}".encode()).hexdigest()
 
-    splits: dict[str, list[dict]] = {name: [] for name in ratios}
-    total = len(records)
-    for root in sorted(groups, key=order):
-        name = max(ratios, key=lambda s: (ratios[s] * total - len(splits[s]), ratios[s]))
-        splits[name].extend(groups[root])
-
-    identities = {name: sorted({i for r in rs for i in identities_of(r)}) for name, rs in splits.items()}
+    filled = dict.fromkeys(ratios, 0)
+    split_of_root: dict[str, str] = {}
+    total = sum(group_size.values())
+    for root in sorted(group_size, key=order):
+        name = max(ratios, key=lambda s: (ratios[s] * total - filled[s], ratios[s]))
+        split_of_root[root] = name
+        filled[name] += group_size[root]
+    split_of = {identity: split_of_root[links.find(identity)] for identity in list(links.parent)}
+    identities = {name: sorted(i for i, s in split_of.items() if s == name) for name in ratios}
     check_disjoint(identities)
-    split_file = {
-        "seed": seed,
-        "ratios": ratios,
-        "counts": {name: len(rs) for name, rs in splits.items()},
-        "identities": identities,
-    }
+    split_file = {"seed": seed, "ratios": ratios, "counts": filled, "identities": identities}
+    return split_of, split_file
+
+
+def identity_disjoint_split(
+    records: Iterable[dict], ratios: dict[str, float] | None = None, *, seed: int = 0
+) -> tuple[dict[str, list[dict]], dict]:
+    """Split records in memory; returns ({split: records}, split file)."""
+    records = list(records)
+    split_of, split_file = plan_split((identities_of(r) for r in records), ratios, seed=seed)
+    splits: dict[str, list[dict]] = {name: [] for name in split_file["ratios"]}
+    for record in records:
+        splits[split_of[record["identity"]]].append(record)
     return splits, split_file
 
 
