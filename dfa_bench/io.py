@@ -31,6 +31,10 @@ def iter_jsonl(path: Path | str) -> Iterator[tuple[int, object]]:
                 ) from None
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 @contextmanager
 def atomic_open(path: Path | str, mode: str = "w") -> Iterator[IO]:
     """Write to a temp file beside `path`; it replaces `path` only if the block finishes."""
@@ -40,6 +44,7 @@ def atomic_open(path: Path | str, mode: str = "w") -> Iterator[IO]:
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             yield handle
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files owner-only; outputs get the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -110,6 +110,24 @@ def detect_faces(photos: list[tuple[Photo, Path]], size: int, report: BuildRepor
     return faces
 
 
+def _cached_faces(out: Path, located: list[tuple[Photo, Path]], size: int, report: BuildReport) -> list[Face]:
+    """Detected faces are kept in the build dir, so a resumed build does not detect them again."""
+    cache = out / "work" / "faces.npz"
+    key = json.dumps([size, [p.sha256 for p, _ in located]])
+    if cache.exists():
+        with np.load(cache) as stored:
+            if str(stored["key"]) == key:
+                meta, images = json.loads(str(stored["meta"])), stored["images"]
+                return [Face(m["identity"], images[i], m["photo"], m["use"], tuple(m["related"]))
+                        for i, m in enumerate(meta)]  # fmt: skip
+    faces = detect_faces(located, size, report)
+    meta = json.dumps([{"identity": f.identity, "photo": f.photo, "use": f.use, "related": f.related} for f in faces])
+    buffer = io.BytesIO()
+    np.savez(buffer, key=key, meta=meta, images=np.stack([f.image for f in faces]) if faces else np.zeros((0,)))
+    atomic_write_bytes(cache, buffer.getvalue())
+    return faces
+
+
 def assign_splits(faces: list[Face], seed: int) -> dict[str, list[Face]]:
     """Public-domain faces train; test-only faces are split identity-disjointly between dev and test."""
     held_out = [f for f in faces if f.use == "test-only"]
@@ -228,7 +246,7 @@ def build_mini(out: Path | str, *, seed: int = 0, size: int = 224, per_category:
                 report.add(photo.name, "locate", problem)
             else:
                 located.append((photo, path))
-        faces = detect_faces(located, size, report)
+        faces = _cached_faces(out, located, size, report)
     splits = assign_splits(faces, seed)
     for row in photo_rows:
         row["faces"] = sum(f.photo == row["name"] for f in faces)
@@ -239,10 +257,5 @@ def build_mini(out: Path | str, *, seed: int = 0, size: int = 224, per_category:
     with AppendLog(out / JOURNAL) as journal:
         made = generate_records(out, splits, per_category, seed, journal, done)
     options = FinishOptions(seed=seed, name=NAME, version=VERSION)
-    summary = finish_build(
-        out,
-        annotator=MaskAnnotator(),
-        options=options,
-        extra_summary={"records_made_this_run": made, "photos": "photos.json"},
-    )
-    return summary
+    summary = finish_build(out, annotator=MaskAnnotator(), options=options, extra_summary={"photos": "photos.json"})
+    return {**summary, "records_made_this_run": made}  # not in build_summary.json: a rebuild is byte-identical

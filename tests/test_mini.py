@@ -1,0 +1,114 @@
+"""DFA-Bench-mini built offline from the photos inside installed packages (a small build: 4 per category)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dfa_bench import mini, pipeline
+from dfa_bench.bench import read_bench
+from dfa_bench.io import iter_jsonl
+from dfa_bench.regions import REGIONS
+from dfa_bench.schema import CATEGORIES
+
+PER_CATEGORY = 4
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("mini") / "build"
+    return out, mini.build_mini(out, seed=0, per_category=PER_CATEGORY)
+
+
+def _records(out: Path, split: str) -> list[dict]:
+    return [r for _, r in iter_jsonl(out / f"records/{split}.jsonl")]
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    skip = ("work/", pipeline.REPORT)  # the journals record the order things happened in
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not str(p.relative_to(root)).startswith(skip)}  # fmt: skip
+
+
+def test_every_packaged_photo_is_found_and_checked(built):
+    out, _ = built
+    photos = {p["name"]: p for p in json.loads((out / "photos.json").read_text())["photos"]}
+    assert set(photos) == {p.name for p in mini.photo_specs()}
+    assert all(p["found"] and p["version"] for p in photos.values())
+    assert photos["insightface_t1"]["faces"] >= 5  # a group photo gives every confident face
+    assert photos["lfw_subset"]["faces"] >= 95
+    assert all(p["faces"] == 1 for n, p in photos.items() if n not in ("insightface_t1", "lfw_subset"))
+    assert {p["use"] for p in photos.values() if p["licence"].startswith("unknown")} == {"test-only"}
+
+
+def test_splits_are_identity_disjoint_and_unknown_licences_never_train(built):
+    out, summary = built
+    split_file = json.loads((out / "split.json").read_text())
+    owners = {}
+    for split, identities in split_file["identities"].items():
+        for identity in identities:
+            assert owners.setdefault(identity, split) == split
+    public = {"astronaut", "grace_hopper", "franz_kafka"}
+    assert set(split_file["identities"]["train"]) == public
+    for split in ("train", "dev", "test"):
+        records = _records(out, split)
+        assert {r["category"] for r in records} == set(CATEGORIES)
+        assert len(records) == 5 * PER_CATEGORY == summary["records"][split]
+        for record in records:
+            assert {record["identity"], *record["related_identities"]} <= set(split_file["identities"][split])
+            if split == "train":
+                assert set(record["photos"]) <= public
+
+
+def test_forgeries_carry_masks_and_region_descriptions(built):
+    out, _ = built
+    for split in ("train", "test"):
+        for record in _records(out, split):
+            if record["label"] == "bona_fide":
+                assert not record["artifact_description"]
+                continue
+            assert (out / record["mask"]).is_file() and record["technique"].startswith("mini_")
+            lines = record["artifact_description"].splitlines()
+            assert lines and all(line.split(". ", 1)[1].split(":")[0] in REGIONS for line in lines)
+
+
+def test_outputs_benches_and_training_json(built):
+    out, summary = built
+    for split in pipeline.HELD_OUT:
+        bench = read_bench(out / f"bench/{split}")
+        assert bench.manifest["name"] == f"dfa-bench-mini-{split}"
+        assert bench.manifest["counts"]["records"] == 5 * PER_CATEGORY
+    merged = json.loads((out / "instruct/dfa_instruct_merged.json").read_text())
+    assert len(merged) == summary["qa_pairs"]["merged"] == 5 * PER_CATEGORY * 2 + 4 * PER_CATEGORY
+    assert summary["free_conversations"].startswith("skipped: offline")
+    assert summary["annotator"] == "offline-mask"
+
+
+def test_rerun_resumes_and_rebuilds_identically(built, tmp_path):
+    out, _ = built
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = _tree(copy)
+    # an interruption after some records: drop the last journaled ones, as if they never finished
+    done = (copy / pipeline.DONE_JOBS).read_text().splitlines()
+    (copy / pipeline.DONE_JOBS).write_text("".join(line + "\n" for line in done[:-7]))
+    journal = (copy / pipeline.JOURNAL).read_text().splitlines()
+    (copy / pipeline.JOURNAL).write_text("".join(line + "\n" for line in journal[:-7]))
+    for rid in done[-7:]:
+        (copy / f"images/{rid}.png").unlink()
+    summary = mini.build_mini(copy, seed=0, per_category=PER_CATEGORY)
+    assert summary["records_made_this_run"] == 7
+    assert _tree(copy) == before
+    assert mini.build_mini(copy, seed=0, per_category=PER_CATEGORY)["records_made_this_run"] == 0
+
+
+def test_a_changed_photo_is_reported_not_used(monkeypatch, tmp_path):
+    specs = mini.photo_specs()
+    tampered = [mini.Photo(**{**s.__dict__, "sha256": "0" * 64}) if s.name == "astronaut" else s for s in specs]
+    path, _, problem = mini.locate(tampered[0])
+    assert path is None and "differs from the manifest" in problem
+    missing = mini.Photo(**{**specs[0].__dict__, "distribution": "no-such-package-xyz"})
+    assert "not installed" in mini.locate(missing)[2]
