@@ -17,17 +17,20 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 install: $(VENV)/.installed
 
-# The main job on the embedded default. Until DFA-Bench-mini lands, that is a generated
-# cartoon-face bench evaluated with a tiny random LLaVA through lmms-eval (all offline).
+# The main job on the embedded default: build DFA-Bench-mini offline from the photos inside installed
+# packages, write its statistics, and evaluate a tiny random LLaVA on its test split through lmms-eval
+# (a plumbing check: a random model's scores mean nothing).
 demo: install
 	rm -rf $(DEMO)
-	$(VENV)/bin/dfa-bench bench synth --output $(DEMO)/bench --records 20
+	$(VENV)/bin/dfa-bench data build-mini --output $(DEMO)/mini
+	$(VENV)/bin/dfa-bench data stats $(DEMO)/mini > /dev/null
 	$(VENV)/bin/dfa-bench dev tiny-llava --output $(DEMO)/tiny-llava
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(VENV)/bin/dfa-bench eval --model llava_hf \
 		--model-args pretrained=$(CURDIR)/$(DEMO)/tiny-llava,device_map=cpu,device=cpu,dtype=float32 \
-		--bench $(DEMO)/bench --output $(DEMO)/eval
-	$(VENV)/bin/dfa-bench score --bench $(DEMO)/bench --predictions $(DEMO)/eval/predictions.jsonl \
+		--bench $(DEMO)/mini/bench/test --output $(DEMO)/eval
+	$(VENV)/bin/dfa-bench score --bench $(DEMO)/mini/bench/test --predictions $(DEMO)/eval/predictions.jsonl \
 		--output $(DEMO)/eval/rescored.json
+	@echo "DFA-Bench-mini: $(DEMO)/mini (statistics in $(DEMO)/mini/stats); evaluation: $(DEMO)/eval"
 
 lint: install
 	$(VENV)/bin/ruff check .
