@@ -7,9 +7,9 @@ never from its work/ journals, so the numbers describe what a user of the build 
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,32 +130,30 @@ def _qa_counts(build: Path) -> tuple[dict[str, int], list[str], Counter[str]]:
     return qa_pairs, absent, words
 
 
-def _answers(path: Path) -> list[str]:
-    """Every gpt turn that answers a human turn (one QA pair each) in a LLaVA-format JSON list."""
+def _answers(path: Path) -> Iterator[str]:
+    """Every gpt turn that answers a human turn (one QA pair each) in a LLaVA-format JSON list, streamed
+    with ijson: instruct files are written element by element because they can outgrow memory."""
+    import ijson
+
     if not path.is_file():
         raise ValidationError("file not found", path=str(path))
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValidationError(
-            f"malformed JSON: {exc.msg} (column {exc.colno})", path=str(path), line=exc.lineno
-        ) from None
-    if not isinstance(entries, list):
-        raise ValidationError(f"expected a JSON list of conversations, got {type(entries).__name__}", path=str(path))
-    answers = []
-    for index, entry in enumerate(entries):
-        turns = entry.get("conversations") if isinstance(entry, dict) else None
-        valid = isinstance(turns, list) and all(
-            isinstance(t, dict) and t.get("from") in ("human", "gpt") and isinstance(t.get("value"), str) for t in turns
-        )
-        if not valid:
-            raise ValidationError(
-                f"entry {index}: expected a list of {{from: human|gpt, value: str}} turns",
-                path=str(path),
-                field="conversations",
-            )
-        answers += [b["value"] for a, b in zip(turns, turns[1:]) if a["from"] == "human" and b["from"] == "gpt"]
-    return answers
+    with open(path, "rb") as handle:
+        try:
+            for index, entry in enumerate(ijson.items(handle, "item")):
+                turns = entry.get("conversations") if isinstance(entry, dict) else None
+                valid = isinstance(turns, list) and all(
+                    isinstance(t, dict) and t.get("from") in ("human", "gpt") and isinstance(t.get("value"), str)
+                    for t in turns
+                )
+                if not valid:
+                    raise ValidationError(
+                        f"entry {index}: expected a list of {{from: human|gpt, value: str}} turns",
+                        path=str(path),
+                        field="conversations",
+                    )
+                yield from (b["value"] for a, b in zip(turns, turns[1:]) if a["from"] == "human" and b["from"] == "gpt")
+        except ijson.JSONError as exc:
+            raise ValidationError(f"malformed JSON list: {exc}", path=str(path)) from None
 
 
 def _figure(width: int, height: int):
@@ -211,7 +209,7 @@ def _write_bars(
         ax.set_ylabel(unit)
     ax.set_title(title)
     if len(series) > 1:
-        ax.legend(title="split")
+        figure.legend(title="split", loc="outside right upper")  # outside: never covers a bar or its total
     _save(figure, path)
 
 

@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -106,7 +108,8 @@ def test_counts_and_plots(tmp_path, with_fc):
     assert stats["plots"] == PLOTS
     for name in PLOTS.values():
         with Image.open(out / name) as image:
-            assert image.size == (W, H)
+            assert image.format == "PNG" and image.size == (W, H)
+            assert len(image.convert("RGB").getcolors(W * H)) > 2  # something was drawn on the white
     assert not list(out.glob(".*.tmp"))  # no temp files left behind
 
     top = {row["word"]: row["count"] for row in stats["top_words"]}
@@ -159,9 +162,42 @@ def test_malformed_inputs_name_file(tmp_path):
     dfc.write_text("[{")
     with pytest.raises(ValidationError, match=str(dfc)):
         data_stats(build, width=W, height=H)
-    dfc.write_text(json.dumps([{"id": "x", "conversations": "oops"}]))
-    with pytest.raises(ValidationError, match=str(dfc)):
+    dfc.write_text("[\n" + json.dumps({"id": "x", "conversations": []}) + ",\n" + json.dumps({"id": "y"}) + "\n]")
+    with pytest.raises(ValidationError, match=f"{dfc}: field 'conversations': entry 1"):
         data_stats(build, width=W, height=H)
     dfc.unlink()  # dfc is required; only fc may be absent
     with pytest.raises(ValidationError, match=str(dfc)):
         data_stats(build, width=W, height=H)
+
+
+def test_instruct_layout_does_not_matter(tmp_path):
+    """Pretty-printed instruct files count the same as the pipeline's one-entry-per-line files."""
+    build = _make_build(tmp_path / "build", with_fc=True)
+    expected = data_stats(build, width=W, height=H)
+    for path in (build / "instruct").glob("*.json"):
+        path.write_text(json.dumps(json.loads(path.read_text()), indent=2))
+    assert data_stats(build, width=W, height=H) == expected
+
+
+def test_crash_keeps_previous_png(tmp_path, monkeypatch):
+    build = _make_build(tmp_path / "build", with_fc=True)
+    data_stats(build, width=W, height=H)
+    out = build / "stats"
+    before = {name: (out / name).read_bytes() for name in [*PLOTS.values(), "stats.json"]}
+
+    def half_save(self, fp, *args, **kwargs):
+        fp.write(b"\x89PNG\r\n")  # half a PNG, then the disk fills up
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", half_save)
+    with pytest.raises(OSError, match="disk full"):
+        data_stats(build, width=W, height=H)
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_import_is_light():
+    """The plotting libraries load only when data_stats runs."""
+    code = "import sys, dfa_bench.stats; print(sorted({'matplotlib', 'wordcloud'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
