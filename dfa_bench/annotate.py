@@ -1,10 +1,15 @@
-"""Artifact-description annotators for DFA-Instruct step 2.
+"""Artifact-description annotators for DFA-Instruct step 2, and the OpenAI machinery shared with FC generation.
 
 `OpenAIAnnotator` asks GPT-4o (or any OpenAI-compatible server, via `base_url`) with the paper's two
 prompt types: the forged image alone, or the forged image with its bona fide source (not for EFS).
 Retries with backoff on 429, 5xx and timeouts are the openai client's own; answers go to an on-disk
 cache keyed by (model, prompt, image sha256) before anything else happens, so a re-run or a crash
 pays for nothing twice. The API key is read from the environment and is never written anywhere.
+
+With `batch=True` the same requests go through the OpenAI Batch API instead (half the price, answers
+within 24 h): one JSONL upload per chunk, one batch each, polled until done. The submitted batch id is
+saved in the cache directory before polling, so a re-run after a crash or a poll timeout resumes that
+batch rather than paying for a new one.
 (The offline annotator for known masks is `dfa_bench.regions.describe_artifacts`.)
 """
 
@@ -16,9 +21,12 @@ import json
 import math
 import os
 import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dfa_bench.io import atomic_write_text
 from dfa_bench.schema import CATEGORY_EXPLANATIONS, CATEGORY_NAMES
@@ -40,6 +48,12 @@ PROMPT_PAIRED = (
 )
 # USD per million tokens; defaults are GPT-4o list prices, override for other models.
 DEFAULT_PRICES = {"input": 2.50, "output": 10.00}
+BATCH_DISCOUNT = 0.5  # the Batch API bills half the list price
+BATCH_ENDPOINT = "/v1/chat/completions"
+BATCH_TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+# The Batch API takes at most 50,000 requests and 200 MB per input file; images make the bytes bind first.
+BATCH_MAX_REQUESTS = 50_000
+BATCH_MAX_BYTES = 180 * 2**20
 
 
 @dataclass(frozen=True)
@@ -75,7 +89,254 @@ def _image_tokens(path: Path, detail: str) -> int:
     return 85 + 170 * math.ceil(width * scale / 512) * math.ceil(height * scale / 512)
 
 
-class OpenAIAnnotator:
+def json_digest(value: object) -> str:
+    """sha256 of a JSON-able value: cache keys and batch state names (stable across runs and machines)."""
+    return hashlib.sha256(json.dumps(value).encode()).hexdigest()
+
+
+def _reply_text(body: dict) -> str:
+    """The assistant text of a chat-completion body (a dict, as batch output lines carry it)."""
+    try:
+        return (body["choices"][0]["message"]["content"] or "").strip()
+    except (KeyError, IndexError, TypeError):
+        return ""
+
+
+def _line_error(row: dict) -> str:
+    """A readable reason for a failed batch output/error line."""
+    if row.get("error"):
+        error = row["error"]
+        return f"batch request failed: {error.get('code')}: {error.get('message')}"
+    response = row.get("response") or {}
+    error = (response.get("body") or {}).get("error") or {}
+    return f"batch request failed: HTTP {response.get('status_code')}: {error.get('message', 'no message')}"
+
+
+class OpenAIJob:
+    """What the GPT annotator and the FC generator share: the client (key from the environment only), the
+    answer cache, usage accounting, a bounded thread pool, and the Batch API round trip."""
+
+    def __init__(
+        self,
+        cache_dir: Path | str,
+        *,
+        model: str,
+        base_url: str | None,
+        api_key_env: str,
+        concurrency: int,
+        max_retries: int,
+        timeout: float,
+        max_tokens: int,
+        prices: dict[str, float] | None,
+        poll_interval: float = 30.0,
+        batch_timeout: float = 26 * 3600.0,
+    ) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.model, self.base_url, self.api_key_env = model, base_url, api_key_env
+        self.concurrency, self.max_retries, self.timeout = concurrency, max_retries, timeout
+        self.max_tokens = max_tokens
+        self.prices = prices or DEFAULT_PRICES
+        self.poll_interval, self.batch_timeout = poll_interval, batch_timeout
+        self.batch_max_requests, self.batch_max_bytes = BATCH_MAX_REQUESTS, BATCH_MAX_BYTES
+        self.usage = {"input_tokens": 0, "output_tokens": 0, "requests": 0}
+        self._usage_lock = threading.Lock()
+
+    # -- client, cache, usage -----------------------------------------------------------------------
+    def _client(self):
+        from openai import OpenAI
+
+        api_key = os.environ.get(self.api_key_env)
+        if not api_key:
+            raise RuntimeError(f"set {self.api_key_env} in the environment")
+        return OpenAI(api_key=api_key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout)
+
+    def _cache_path(self, key: str) -> Path:
+        return self.cache_dir / key[:2] / f"{key}.json"
+
+    def _read_cache(self, key: str) -> str | None:
+        path = self._cache_path(key)
+        return json.loads(path.read_text())["response"] if path.is_file() else None
+
+    def _write_cache(self, key: str, text: str) -> None:
+        atomic_write_text(self._cache_path(key), json.dumps({"model": self.model, "response": text}))
+
+    def _count(self, input_tokens: int, output_tokens: int) -> None:
+        with self._usage_lock:
+            self.usage["input_tokens"] += input_tokens
+            self.usage["output_tokens"] += output_tokens
+            self.usage["requests"] += 1
+
+    def _cost(self, input_tokens: int, output_tokens: int, discount: float = 1.0) -> float:
+        return round(discount * (input_tokens * self.prices["input"] + output_tokens * self.prices["output"]) / 1e6, 4)
+
+    def _chat(self, client, body: dict) -> str:
+        """One online chat completion of `body` (the same body a batch line carries); non-empty text or raises."""
+        response = client.chat.completions.create(**body)
+        text = (response.choices[0].message.content or "").strip()
+        if not text:
+            raise ValueError("empty response")
+        usage = response.usage
+        self._count(usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0)
+        return text
+
+    def _map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any, str | None]]:
+        """(item, fn(item), None) or (item, None, reason) for each item, `concurrency` at a time, in order.
+        Exceptions are per item so that one bad answer never stops the run."""
+
+        def call(item):
+            try:
+                return item, fn(item), None
+            except Exception as exc:
+                return item, None, f"{type(exc).__name__}: {exc}"
+
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            yield from pool.map(call, items)
+
+    # -- Batch API ----------------------------------------------------------------------------------
+    def _accept(self, custom_id: str, text: str) -> str | None:
+        """Checks a batch answer and caches it; returns a failure reason instead when it is unusable."""
+        self._write_cache(custom_id, text)
+        return None
+
+    @property
+    def _batch_dir(self) -> Path:
+        return self.cache_dir / "batches"
+
+    def _run_batch(
+        self, custom_ids: list[str], make_body: Callable[[str], dict]
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Sends the uncached requests `custom_ids` (cache keys; `make_body` builds each chat body) through
+        the Batch API. Returns ({custom_id: text}, {custom_id: reason}); every accepted text is cached."""
+        client = self._client()
+        todo = set(custom_ids)
+        jobs = []
+        # Resume first: a batch submitted by an earlier (crashed or timed-out) run that covers any of these
+        # requests is polled again rather than paid for twice.
+        for path in sorted(self._batch_dir.glob("*.json")):
+            state = json.loads(path.read_text())
+            if todo & set(state["custom_ids"]):
+                jobs.append((path, state))
+                todo -= set(state["custom_ids"])
+        # Submit every chunk before polling any, so that they run side by side.
+        refused: dict[str, str] = {}
+        for lines in self._chunk_lines(sorted(todo), make_body):
+            try:
+                jobs.append(self._submit(client, lines))
+            except Exception as exc:  # e.g. a file over the size limit: that chunk fails, the others go on
+                refused.update(dict.fromkeys(lines, f"submitting the batch failed: {type(exc).__name__}: {exc}"))
+        answers, failures = self._collect(client, jobs)
+        failures.update(refused)
+        wanted = set(custom_ids)
+        return (
+            {k: v for k, v in answers.items() if k in wanted},
+            {k: v for k, v in failures.items() if k in wanted},
+        )
+
+    def _chunk_lines(self, custom_ids: list[str], make_body: Callable[[str], dict]) -> Iterator[dict[str, str]]:
+        """{custom_id: JSONL line} chunks within the API's request and byte limits, built lazily because
+        base64 images make the whole set too big to hold at once."""
+        chunk: dict[str, str] = {}
+        size = 0
+        for custom_id in custom_ids:
+            request = {"custom_id": custom_id, "method": "POST", "url": BATCH_ENDPOINT, "body": make_body(custom_id)}
+            line = json.dumps(request)
+            if chunk and (len(chunk) >= self.batch_max_requests or size + len(line) + 1 > self.batch_max_bytes):
+                yield chunk
+                chunk, size = {}, 0
+            chunk[custom_id] = line
+            size += len(line) + 1
+        if chunk:
+            yield chunk
+
+    def _submit(self, client, lines: dict[str, str]) -> tuple[Path, dict]:
+        ids = sorted(lines)
+        data = "".join(lines[i] + "\n" for i in ids).encode()
+        upload = client.files.create(file=("batch.jsonl", data, "application/jsonl"), purpose="batch")
+        batch = client.batches.create(input_file_id=upload.id, endpoint=BATCH_ENDPOINT, completion_window="24h")
+        # Saved before any polling: from here on a crash loses nothing that was paid for. (A crash between
+        # the two calls above and this write is the one window left.) Ids and cache keys only, no secrets.
+        state = {"batch_id": batch.id, "input_file_id": upload.id, "model": self.model, "custom_ids": ids}
+        path = self._batch_dir / f"{json_digest(ids)}.json"
+        atomic_write_text(path, json.dumps(state))
+        return path, state
+
+    def _collect(self, client, jobs: list[tuple[Path, dict]]) -> tuple[dict[str, str], dict[str, str]]:
+        """Polls every batch until it ends or `batch_timeout` passes; a batch still running keeps its state
+        file, and its requests are reported as failures to resume on the next run."""
+        answers: dict[str, str] = {}
+        failures: dict[str, str] = {}
+        deadline = time.monotonic() + self.batch_timeout
+        pending = list(jobs)
+        while pending:
+            still = []
+            for path, state in pending:
+                try:
+                    batch = client.batches.retrieve(state["batch_id"])
+                except Exception as exc:  # the client already retried; keep the state for a later run
+                    error = f"{type(exc).__name__}: {exc}"
+                    reason = f"polling batch {state['batch_id']} failed ({error}); run again to resume it"
+                    failures.update(dict.fromkeys(state["custom_ids"], reason))
+                    continue
+                if batch.status not in BATCH_TERMINAL:
+                    still.append((path, state, batch.status))
+                    continue
+                try:
+                    self._read_batch(client, batch, state["custom_ids"], answers, failures)
+                except Exception as exc:  # keep the state: the next run downloads the results again
+                    reason = f"reading the results of batch {batch.id} failed ({type(exc).__name__}: {exc}); run again"
+                    failures.update({k: reason for k in state["custom_ids"] if k not in answers})
+                    continue
+                # Done with this batch: a later run must be free to resubmit what failed in it.
+                path.unlink(missing_ok=True)
+            if not still:
+                break
+            if time.monotonic() >= deadline:
+                for _, state, status in still:
+                    waited = f"still {status} after {self.batch_timeout:g} s"
+                    reason = f"batch {state['batch_id']} {waited}; run again to resume polling it"
+                    failures.update(dict.fromkeys(state["custom_ids"], reason))
+                break
+            pending = [(path, state) for path, state, _ in still]
+            time.sleep(self.poll_interval)
+        return answers, failures
+
+    def _read_batch(self, client, batch, custom_ids: list[str], answers: dict, failures: dict) -> None:
+        """Maps a finished batch's output and error files back to its requests by custom_id."""
+
+        def rows(file_id: str | None) -> Iterator[dict]:
+            if file_id:
+                for line in client.files.content(file_id).text.splitlines():
+                    if line.strip():
+                        yield json.loads(line)
+
+        # An expired or cancelled batch still has an output file for the requests that finished in time.
+        for row in rows(batch.output_file_id):
+            custom_id, response = row.get("custom_id"), row.get("response") or {}
+            if row.get("error") or response.get("status_code") != 200:
+                failures[custom_id] = _line_error(row)
+                continue
+            body = response.get("body") or {}
+            usage = body.get("usage") or {}
+            self._count(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
+            text = _reply_text(body)
+            error = self._accept(custom_id, text) if text else "empty response"
+            if error is None:
+                answers[custom_id] = text
+            else:
+                failures[custom_id] = error
+        for row in rows(batch.error_file_id):
+            failures[row.get("custom_id")] = _line_error(row)
+        if batch.status == "completed":
+            reason = "no line for this request in the batch output"
+        else:
+            errors = "; ".join(f"{e.code}: {e.message}" for e in (batch.errors.data or [])) if batch.errors else ""
+            reason = f"batch {batch.id} {batch.status}" + (f": {errors}" if errors else "")
+        for custom_id in custom_ids:
+            if custom_id not in answers and custom_id not in failures:
+                failures[custom_id] = reason
+
+
+class OpenAIAnnotator(OpenAIJob):
     def __init__(
         self,
         cache_dir: Path | str,
@@ -89,27 +350,26 @@ class OpenAIAnnotator:
         detail: str = "high",
         max_tokens: int = 400,
         prices: dict[str, float] | None = None,
+        batch: bool = False,
+        poll_interval: float = 30.0,
+        batch_timeout: float = 26 * 3600.0,
     ) -> None:
-        self.cache_dir = Path(cache_dir)
-        self.model, self.base_url, self.api_key_env = model, base_url, api_key_env
-        self.concurrency, self.max_retries, self.timeout = concurrency, max_retries, timeout
-        self.detail, self.max_tokens = detail, max_tokens
-        self.prices = prices or DEFAULT_PRICES
-        self.usage = {"input_tokens": 0, "output_tokens": 0, "requests": 0}
-        self._usage_lock = threading.Lock()
+        super().__init__(
+            cache_dir, model=model, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
+            max_retries=max_retries, timeout=timeout, max_tokens=max_tokens, prices=prices,
+            poll_interval=poll_interval, batch_timeout=batch_timeout,
+        )  # fmt: skip
+        self.detail = detail
+        self.batch = batch
 
     # -- cache --------------------------------------------------------------------------------------
     def cache_key(self, request: AnnotationRequest) -> str:
         prompt, images = prompt_for(request)
         digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in images]
-        return hashlib.sha256(json.dumps([self.model, prompt, digests]).encode()).hexdigest()
-
-    def _cache_path(self, key: str) -> Path:
-        return self.cache_dir / key[:2] / f"{key}.json"
+        return json_digest([self.model, prompt, digests])
 
     def cached(self, request: AnnotationRequest) -> str | None:
-        path = self._cache_path(self.cache_key(request))
-        return json.loads(path.read_text())["response"] if path.is_file() else None
+        return self._read_cache(self.cache_key(request))
 
     # -- planning -----------------------------------------------------------------------------------
     def dry_run(self, requests: list[AnnotationRequest]) -> dict:
@@ -120,46 +380,30 @@ class OpenAIAnnotator:
             prompt, images = prompt_for(request)
             input_tokens += len(prompt) // 4 + sum(_image_tokens(p, self.detail) for p in images)
         output_tokens = len(todo) * self.max_tokens
-        cost = (input_tokens * self.prices["input"] + output_tokens * self.prices["output"]) / 1e6
+        cost = self._cost(input_tokens, output_tokens, BATCH_DISCOUNT if self.batch else 1.0)
         return {"requests": len(requests), "cached": len(requests) - len(todo), "to_send": len(todo),
-                "input_tokens": input_tokens, "max_output_tokens": output_tokens, "max_cost_usd": round(cost, 4)}  # fmt: skip
+                "input_tokens": input_tokens, "max_output_tokens": output_tokens, "max_cost_usd": cost,
+                "batch": self.batch}  # fmt: skip
 
     # -- calling ------------------------------------------------------------------------------------
-    def _client(self):
-        from openai import OpenAI
-
-        api_key = os.environ.get(self.api_key_env)
-        if not api_key:
-            raise RuntimeError(f"set {self.api_key_env} in the environment")
-        return OpenAI(api_key=api_key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout)
-
-    def _ask(self, client, request: AnnotationRequest) -> str:
+    def request_body(self, request: AnnotationRequest) -> dict:
+        """The chat-completions body, shared by the online path and the Batch API lines."""
         prompt, images = prompt_for(request)
-        content = [{"type": "text", "text": prompt}]
+        content: list[dict] = [{"type": "text", "text": prompt}]
         for path in images:
             data = base64.b64encode(path.read_bytes()).decode()
             mime = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
             content.append(
                 {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}", "detail": self.detail}}
             )
-        response = client.chat.completions.create(
-            model=self.model, messages=[{"role": "user", "content": content}], max_tokens=self.max_tokens, temperature=0
-        )
-        text = (response.choices[0].message.content or "").strip()
-        if not text:
-            raise ValueError("empty response")
-        with self._usage_lock:
-            if response.usage:
-                self.usage["input_tokens"] += response.usage.prompt_tokens
-                self.usage["output_tokens"] += response.usage.completion_tokens
-            self.usage["requests"] += 1
-        atomic_write_text(
-            self._cache_path(self.cache_key(request)), json.dumps({"model": self.model, "response": text})
-        )
-        return text
+        return {
+            "model": self.model,
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": self.max_tokens,
+            "temperature": 0,
+        }
 
-    def annotate(self, requests: list[AnnotationRequest]) -> tuple[dict[str, str], dict[str, str]]:
-        """({key: description}, {key: failure reason}). Cached answers are not asked again."""
+    def _split_cached(self, requests: list[AnnotationRequest]) -> tuple[dict[str, str], list[AnnotationRequest]]:
         results: dict[str, str] = {}
         todo = []
         for request in requests:
@@ -168,21 +412,46 @@ class OpenAIAnnotator:
                 todo.append(request)
             else:
                 results[request.key] = hit
+        return results, todo
+
+    def _ask(self, client, request: AnnotationRequest) -> str:
+        text = self._chat(client, self.request_body(request))
+        self._write_cache(self.cache_key(request), text)
+        return text
+
+    def annotate(self, requests: list[AnnotationRequest]) -> tuple[dict[str, str], dict[str, str]]:
+        """({key: description}, {key: failure reason}). Cached answers are not asked again.
+        Goes through the Batch API when the annotator was made with `batch=True`."""
+        if self.batch:
+            return self.annotate_batch(requests)
+        results, todo = self._split_cached(requests)
         failures: dict[str, str] = {}
         if not todo:
             return results, failures
         client = self._client()
+        for request, text, error in self._map(lambda r: self._ask(client, r), todo):
+            if error is None:
+                results[request.key] = text
+            else:
+                failures[request.key] = error
+        return results, failures
 
-        def ask(request: AnnotationRequest) -> tuple[str, str | None, str | None]:
-            try:
-                return request.key, self._ask(client, request), None
-            except Exception as exc:  # recorded per item; the run goes on
-                return request.key, None, f"{type(exc).__name__}: {exc}"
-
-        with ThreadPoolExecutor(self.concurrency) as pool:
-            for key, text, error in pool.map(ask, todo):
-                if error is None:
-                    results[key] = text
+    def annotate_batch(self, requests: list[AnnotationRequest]) -> tuple[dict[str, str], dict[str, str]]:
+        """`annotate` through the Batch API: same return shape, same cache. Blocks while polling (up to
+        `batch_timeout`); requests of a batch still running then fail with a reason, and the next call
+        resumes that batch."""
+        results, todo = self._split_cached(requests)
+        if not todo:
+            return results, {}
+        by_id: dict[str, list[AnnotationRequest]] = {}
+        for request in todo:  # identical requests share one cache key, so one line in the batch
+            by_id.setdefault(self.cache_key(request), []).append(request)
+        answers, failed = self._run_batch(list(by_id), lambda custom_id: self.request_body(by_id[custom_id][0]))
+        failures: dict[str, str] = {}
+        for custom_id, same in by_id.items():
+            for request in same:
+                if custom_id in answers:
+                    results[request.key] = answers[custom_id]
                 else:
-                    failures[key] = error
+                    failures[request.key] = failed.get(custom_id, "no answer")
         return results, failures

@@ -279,9 +279,15 @@ def jobs_from_deepfakebench(entries) -> Iterator[AlignJob]:
 
 
 class Annotator:
-    """Writes the AD reference of forgeries: describe(records, root) -> ({record_id: text}, {record_id: reason})."""
+    """Writes the AD reference of forgeries: describe(records, root) -> ({record_id: text}, {record_id: reason}).
+
+    `prepare` sees every forgery still to describe before the chunked pass (a Batch API run sends them
+    all at once there)."""
 
     name = "annotator"
+
+    def prepare(self, records: Iterable[dict], root: Path) -> None:
+        pass
 
     def describe(self, records: list[dict], root: Path) -> tuple[dict[str, str], dict[str, str]]:
         raise NotImplementedError
@@ -318,15 +324,29 @@ class OpenAIRecordAnnotator(Annotator):
 
     def __init__(self, annotator) -> None:
         self.annotator = annotator
+        self.batch_failures: dict[str, str] = {}
 
-    def describe(self, records: list[dict], root: Path) -> tuple[dict[str, str], dict[str, str]]:
+    @staticmethod
+    def _requests(records: Iterable[dict], root: Path) -> list:
         from dfa_bench.annotate import AnnotationRequest
 
-        requests = [
+        return [
             AnnotationRequest(r["record_id"], r["category"], root / r["image"], Path(r["source"]) if r.get("source") else None)
             for r in records
         ]  # fmt: skip
-        return self.annotator.annotate(requests)
+
+    def prepare(self, records: Iterable[dict], root: Path) -> None:
+        # one Batch API run for everything (its answers land in the cache), not one blocking batch per chunk
+        if getattr(self.annotator, "batch", False):
+            _, self.batch_failures = self.annotator.annotate_batch(self._requests(records, root))
+
+    def describe(self, records: list[dict], root: Path) -> tuple[dict[str, str], dict[str, str]]:
+        requests = self._requests(records, root)
+        if not getattr(self.annotator, "batch", False):
+            return self.annotator.annotate(requests)
+        texts = {r.key: text for r in requests if (text := self.annotator.cached(r)) is not None}
+        reason = "not answered by the Batch API run"
+        return texts, {r.key: self.batch_failures.get(r.key, reason) for r in requests if r.key not in texts}
 
 
 @dataclass
@@ -489,6 +509,12 @@ def finish_build(
     if not (out / JOURNAL).exists():
         raise ValidationError("no aligned records yet (run the align stage first)", path=str(out / JOURNAL))
     _split_records(out, options)
+    if annotator is not None:
+        annotator.prepare(
+            (r for split in SPLITS for _, r in iter_jsonl(out / f"work/{split}.jsonl")
+             if r["label"] == "forgery" and not r.get("artifact_description")),
+            out,
+        )  # fmt: skip
     categories = {}
     with BuildReport(out / REPORT) as report:
         for split in SPLITS:

@@ -1,75 +1,17 @@
-"""The GPT-4o annotator against a local chat-completions server with injected 429s and timeouts."""
+"""The GPT-4o annotator against a local OpenAI-compatible server: injected 429s and timeouts online, and the
+Batch API round trip (upload, create, poll, download) with per-line errors, failed batches and crash-resume."""
 
 from __future__ import annotations
 
 import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from fake_openai import FakeOpenAI
 from PIL import Image
 
 from dfa_bench.annotate import PROMPT_PAIRED, PROMPT_SINGLE, AnnotationRequest, OpenAIAnnotator, prompt_for
 
 SECRET = "sk-test-SECRET-123"
-
-
-class FakeOpenAI:
-    """Answers /v1/chat/completions. `faults` are consumed one per incoming call, in order:
-    "429", "500", "slow" (answers after the client's timeout) or "ok"."""
-
-    def __init__(self, faults: list[str] | None = None):
-        self.faults = list(faults or [])
-        self.calls: list[dict] = []
-        self.lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with fake.lock:
-                    fake.calls.append({"auth": self.headers.get("Authorization"), "body": body})
-                    fault = fake.faults.pop(0) if fake.faults else "ok"
-                if fault == "429":
-                    self._reply(
-                        429, {"error": {"message": "rate limited", "type": "rate_limit"}}, {"retry-after-ms": "10"}
-                    )
-                    return
-                if fault == "500":
-                    self._reply(500, {"error": {"message": "boom"}}, {"retry-after-ms": "10"})
-                    return
-                if fault == "slow":
-                    time.sleep(1.5)
-                n_images = sum(1 for c in body["messages"][0]["content"] if c["type"] == "image_url")
-                text = f"1. Eyes: a visible blending seam ({n_images} images)."
-                self._reply(200, {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                               "finish_reason": "stop"}],
-                                  "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}})  # fmt: skip
-
-            def _reply(self, status, payload, headers=None):
-                data = json.dumps(payload).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    for k, v in (headers or {}).items():
-                        self.send_header(k, v)
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (timeout) before we answered
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
 
 
 @pytest.fixture
@@ -141,3 +83,134 @@ def test_missing_key_is_a_clear_error(images, tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(RuntimeError, match="OPENAI_API_KEY"):
         OpenAIAnnotator(tmp_path / "cache", base_url="http://127.0.0.1:9").annotate(_requests(images)[:1])
+
+
+# -- Batch API ------------------------------------------------------------------------------------------
+def _batch_annotator(tmp_path, server, **kwargs) -> OpenAIAnnotator:
+    options = {"batch": True, "poll_interval": 0.01, "batch_timeout": 5.0} | kwargs
+    return OpenAIAnnotator(tmp_path / "cache", base_url=server.url, **options)
+
+
+def _no_secret_in(tmp_path, server) -> None:
+    for path in (tmp_path / "cache").rglob("*"):
+        if path.is_file():
+            assert SECRET not in path.read_text()
+    for data in server.files.values():
+        assert SECRET.encode() not in data
+
+
+def test_batch_fills_the_cache_and_nothing_is_sent_twice(images, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    server = FakeOpenAI(polls_before_done=2)
+    try:
+        annotator = _batch_annotator(tmp_path, server)
+        results, failures = annotator.annotate(_requests(images))
+        assert failures == {}
+        assert results["fs1"].endswith("(2 images).") and results["efs1"].endswith("(1 images).")
+        assert annotator.usage["requests"] == 3 and annotator.usage["input_tokens"] == 300
+        assert len(server.uploads) == 1 and len(server.batches) == 1 and server.calls == []
+        assert server.requests_to("GET", "/batches/") == 3  # two in_progress polls, then completed
+        # the uploaded JSONL is the Batch API's request format, with the online path's body
+        lines = [json.loads(line) for line in server.files[server.uploads[0]].decode().splitlines()]
+        by_id = {line["custom_id"]: line for line in lines}
+        request = _requests(images)[0]
+        assert by_id[annotator.cache_key(request)]["body"] == annotator.request_body(request)
+        assert all(line["method"] == "POST" and line["url"] == "/v1/chat/completions" for line in lines)
+        assert all(auth == f"Bearer {SECRET}" for _, _, auth in server.log)
+        assert not list((tmp_path / "cache/batches").glob("*.json"))  # finished batches leave no state behind
+        _no_secret_in(tmp_path, server)
+        # a second run, batch or online, sends nothing
+        n_requests = len(server.log)
+        assert _batch_annotator(tmp_path, server).annotate(_requests(images)) == (results, {})
+        assert OpenAIAnnotator(tmp_path / "cache", base_url=server.url).annotate(_requests(images)) == (results, {})
+        assert len(server.log) == n_requests
+        assert _batch_annotator(tmp_path, server).dry_run(_requests(images))["to_send"] == 0
+    finally:
+        server.close()
+
+
+def test_online_answers_are_reused_by_batch_mode(images, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    server = FakeOpenAI()
+    try:
+        OpenAIAnnotator(tmp_path / "cache", base_url=server.url).annotate(_requests(images)[:2])
+        results, failures = _batch_annotator(tmp_path, server).annotate(_requests(images))
+        assert failures == {} and set(results) == {"fs1", "fe1", "efs1"}
+        lines = server.files[server.uploads[0]].decode().splitlines()
+        assert len(lines) == 1  # only the request the online run did not answer
+    finally:
+        server.close()
+
+
+def test_batch_line_errors_missing_and_empty_lines_fail_per_item(images, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    requests = _requests(images) + [AnnotationRequest("fr1", "face_reenactment", images["real"])]
+    server = FakeOpenAI(line_faults=["error", "ok", "missing", "empty"])
+    try:
+        annotator = _batch_annotator(tmp_path, server)
+        results, failures = annotator.annotate(requests)
+        # the input file is sorted by custom_id, so map the injected faults through that order
+        order = sorted(requests, key=annotator.cache_key)
+        assert set(results) == {order[1].key}
+        assert "HTTP 400" in failures[order[0].key] and "invalid image" in failures[order[0].key]
+        assert "no line" in failures[order[2].key]
+        assert failures[order[3].key] == "empty response"
+        assert annotator.cached(order[1]) is not None and annotator.cached(order[0]) is None
+        # a re-run resubmits only the three that failed
+        server.line_faults = []
+        results, failures = _batch_annotator(tmp_path, server).annotate(requests)
+        assert failures == {} and len(results) == 4
+        assert len(server.files[server.uploads[1]].decode().splitlines()) == 3
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("status", ["failed", "expired", "cancelled"])
+def test_a_failed_or_expired_batch_fails_every_item(images, tmp_path, monkeypatch, status):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    server = FakeOpenAI(batch_status=status)
+    try:
+        results, failures = _batch_annotator(tmp_path, server).annotate(_requests(images))
+        assert results == {} and set(failures) == {"fs1", "fe1", "efs1"}
+        assert all(reason.startswith(f"batch batch-1 {status}") for reason in failures.values())
+        if status == "failed":
+            assert "bad input file" in failures["fs1"]
+        assert not list((tmp_path / "cache/batches").glob("*.json"))  # a re-run may submit afresh
+    finally:
+        server.close()
+
+
+def test_crash_resume_polls_the_same_batch_without_paying_again(images, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    server = FakeOpenAI(polls_before_done=1000)
+    try:
+        results, failures = _batch_annotator(tmp_path, server, batch_timeout=0.05).annotate(_requests(images))
+        assert results == {} and set(failures) == {"fs1", "fe1", "efs1"}
+        assert all("batch-1 still in_progress" in reason and "run again" in reason for reason in failures.values())
+        (state_file,) = (tmp_path / "cache/batches").glob("*.json")
+        state = json.loads(state_file.read_text())
+        assert state["batch_id"] == "batch-1" and len(state["custom_ids"]) == 3
+        assert SECRET not in state_file.read_text()
+        # the next run (think: after a crash) finds the state and polls batch-1 instead of submitting again
+        server.polls_before_done = 0
+        results, failures = _batch_annotator(tmp_path, server).annotate(_requests(images))
+        assert failures == {} and len(results) == 3
+        assert server.requests_to("POST", "/files") == 1 and server.requests_to("POST", "/batches") == 1
+        assert server.requests_to("GET", "/batches/batch-1") >= 2
+        assert not state_file.exists()
+        _no_secret_in(tmp_path, server)
+    finally:
+        server.close()
+
+
+def test_batches_are_split_within_the_request_limit(images, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    server = FakeOpenAI()
+    try:
+        annotator = _batch_annotator(tmp_path, server)
+        annotator.batch_max_requests = 2
+        results, failures = annotator.annotate(_requests(images))
+        assert failures == {} and len(results) == 3
+        assert len(server.uploads) == 2 and len(server.batches) == 2
+    finally:
+        server.close()

@@ -201,3 +201,49 @@ def test_worker_processes_give_the_same_crops(source, tmp_path):
         a = np.asarray(Image.open(tmp_path / "a/images" / name), dtype=int)
         b = np.asarray(Image.open(tmp_path / "b/images" / name), dtype=int)
         assert np.abs(a - b).max() <= 2  # thread counts differ, so floating point may too
+
+
+def test_cli_build_with_gpt_batch_annotation_and_free_conversations(source, tmp_path, monkeypatch):
+    """`dfa-bench data build` end to end against a local OpenAI-compatible server: the Batch API run
+    describes every forgery at once, FC turns are asked online, the key is never written."""
+    from fake_openai import FakeOpenAI, describe_reply
+    from typer.testing import CliRunner
+
+    from dfa_bench.cli import app
+
+    def reply(body: dict) -> str:
+        content = body["messages"][-1]["content"]
+        if isinstance(content, list):  # an annotation request carries the image
+            return describe_reply(body)
+        n = int(content.split("with exactly ")[1].split()[0])
+        return json.dumps({"turns": [{"question": f"Q{i}?", "answer": f"A{i}."} for i in range(n)]})
+
+    secret = "sk-test-PIPELINE-SECRET"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    server = FakeOpenAI(reply=reply, polls_before_done=1)
+    out = tmp_path / "build"
+    try:
+        args = ["data", "build", "--output", str(out), "--manifest", str(source / "manifest.csv"), "--workers", "0",
+                "--annotator", "openai", "--base-url", server.url, "--batch", "--poll-interval", "0.01",
+                "--free-conversations", "--train", "0.6", "--dev", "0.2"]  # fmt: skip
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert server.requests_to("POST", "/batches") == 1  # one batch for all forgeries, not one per chunk
+        summary = json.loads((out / "build_summary.json").read_text())
+        assert summary["free_conversations"] == "generated" and summary["annotator"] == "openai"
+        train = [r for _, r in iter_jsonl(out / "records/train.jsonl")]
+        fc = json.loads((out / "instruct/dfa_instruct_fc.json").read_text())
+        assert len(fc) == len(train) == summary["qa_pairs"]["fc"]
+        forgeries = [
+            r for s in pipeline.SPLITS for _, r in iter_jsonl(out / f"records/{s}.jsonl") if r["label"] == "forgery"
+        ]
+        assert forgeries and all(r["artifact_description"].startswith("1. Eyes:") for r in forgeries)
+        # a rerun pays for nothing: alignment, annotations and conversations all come from disk
+        before = len(server.log)
+        assert CliRunner().invoke(app, args).exit_code == 0
+        assert len(server.log) == before
+    finally:
+        server.close()
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
