@@ -16,10 +16,12 @@ from pathlib import Path
 from dfa_bench.bench import read_bench
 from dfa_bench.io import write_json, write_jsonl
 from dfa_bench.lmms_task import BENCH_ENV, METRICS
+from dfa_bench.responses import read_responses
 from dfa_bench.schema import ValidationError
 from dfa_bench.scoring import score_predictions
 
 TASK_PREFIX = "dfa_bench_"
+RESPONSES_FILE = "responses.jsonl"  # our adapters' response cache, next to the results
 
 
 class EvaluationFailed(RuntimeError):
@@ -91,6 +93,32 @@ def predictions_from_samples(samples: dict[str, list[dict]]) -> dict[str, list[d
     return out
 
 
+def _is_ours(model: str) -> bool:
+    from dfa_bench.adapters import ADAPTERS
+
+    return model in ADAPTERS
+
+
+def _merge_adapter_responses(rows: list[dict], responses_path: Path) -> list[str]:
+    """Carry what lmms-eval's text-only samples lose from our adapters' response cache: the DF-D
+    forgery probability (for AUC/EER), matched by question id and response text; and report the
+    items whose last attempt failed."""
+    if not responses_path.exists():
+        return []
+    latest: dict[str, dict] = {}
+    for entry in read_responses(responses_path):
+        latest[entry["question_id"]] = entry
+    for row in rows:
+        entry = latest.get(row["question_id"])
+        if row.get("score") is None and entry and not entry.get("error") and entry["response"] == row["response"]:
+            row["score"] = entry.get("score")
+    failed = sorted(row["question_id"] for row in rows if (latest.get(row["question_id"]) or {}).get("error"))
+    if not failed:
+        return []
+    shown = ", ".join(f"{q} ({latest[q]['error']})" for q in failed[:5])
+    return [f"{len(failed)} items failed in the adapter (errors in {responses_path}): {shown}"]
+
+
 def _simple_evaluate(
     model: str, model_args: str, tasks: str, lmms_dir: Path, *, limit: int | None, batch_size: int, seed: int
 ) -> tuple[dict, dict]:
@@ -149,6 +177,10 @@ def run_eval(
     bench_dir, output = Path(bench_dir).resolve(), Path(output)
     bench = read_bench(bench_dir)
     os.environ[BENCH_ENV] = str(bench_dir)
+    responses_path = output / RESPONSES_FILE
+    if _is_ours(model) and "response_cache=" not in model_args:
+        # our adapters append every answer here as it arrives; re-running the command resumes from it
+        model_args = ",".join(filter(None, [model_args, f"response_cache={responses_path.resolve()}"]))
     lmms_dir = output / "lmms_eval"
     argv = lmms_eval_argv(model, model_args, tasks, lmms_dir, limit=limit, batch_size=batch_size, seed=seed)
     results, answers_by_task = _simple_evaluate(
@@ -162,9 +194,11 @@ def run_eval(
         raise EvaluationFailed(f"no samples were logged for {missing}")
 
     rows = [row for task in expected for row in answers_by_task[task]]
+    problems = _merge_adapter_responses(rows, responses_path)
     write_jsonl(output / "predictions.jsonl", rows)
     predictions = {row["question_id"]: {**row, "line": i} for i, row in enumerate(rows, 1)}
-    metrics, details, problems = score_predictions(bench, predictions, only_answered=True, seed=seed)
+    metrics, details, scoring_problems = score_predictions(bench, predictions, only_answered=True, seed=seed)
+    problems += scoring_problems
     empty = sum(1 for row in rows if not (row["response"] or "").strip())
     if empty:
         problems.append(f"{empty} of {len(rows)} responses are empty")

@@ -1,0 +1,186 @@
+"""The one interface every DFA-Bench adapter implements, and the behaviour they all share.
+
+An adapter is an lmms-eval "simple" model. lmms-eval hands `generate_until` its requests; this base
+class turns them into `Query` objects (question item, prompt, image), serves what the response cache
+already holds, batches the rest by generation settings and prompt length, calls the adapter's
+`answer(queries) -> list[Answer]` once per batch, and appends every answer to the cache before it
+moves on, so a killed run loses at most the batch in flight. A query whose image cannot be read, or
+whose batch raised, becomes a recorded per-item error (an empty response), never a crashed run.
+
+Adapters only implement `answer` (and set `fingerprint`, what identifies their answers in the cache).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lmms_eval.api.model import lmms
+from loguru import logger
+
+from dfa_bench.responses import ResponseCache, cache_key
+
+CACHE_DIR_ENV = "DFA_BENCH_RESPONSES_DIR"
+
+
+@dataclass
+class Query:
+    question_id: str
+    task: str  # "dfd", "dfc" or "ad" (or the lmms-eval task name for foreign tasks)
+    prompt: str  # the text lmms-eval built with doc_to_text (no <image> token: adapters place the image)
+    images: list  # PIL images
+    doc: dict  # the question item: polarity (dfd), options (dfc), ...
+    gen_kwargs: dict
+
+
+@dataclass
+class Answer:
+    response: str
+    score: float | None = None  # DF-D only: probability that the face is forged
+    usage: dict[str, int] = field(default_factory=dict)  # {"input_tokens", "output_tokens"} where known
+    error: str | None = None
+
+
+def forgery_probability(p_yes: float, polarity: str) -> float:
+    """P(forgery) from P("yes"): DF-D questions ask either "is it forged?" or "is it authentic?"."""
+    return p_yes if polarity == "forged" else 1.0 - p_yes
+
+
+def as_bool(value: Any) -> bool:
+    """A model_args flag: lmms-eval passes True/False for `True`/`False`, strings otherwise."""
+    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+class DFAAdapter(lmms):
+    """Base of every `dfa_*` model. Subclasses implement `answer` and set `self.fingerprint`."""
+
+    is_simple = True
+    name = "dfa_adapter"
+
+    def __init__(
+        self,
+        batch_size: int | str = 1,
+        response_cache: str | None = None,
+        max_batch_size: int | None = None,
+        device: str | None = None,
+        **unknown: Any,
+    ) -> None:
+        super().__init__()
+        if unknown:
+            raise ValueError(f"{self.name}: unknown model_args {sorted(unknown)}")
+        self.batch_size = max(1, int(batch_size)) if str(batch_size).isdigit() else 1
+        self.device_name = device
+        self.fingerprint: dict = {"adapter": self.name}
+        self._cache_path = response_cache
+        self._cache: ResponseCache | None = None
+        self.failures: list[dict] = []
+        self.usage: dict[str, int] = defaultdict(int)
+
+    # -------------------------------------------------------------------------------- to implement
+
+    def answer(self, queries: list[Query]) -> list[Answer]:
+        """One answer per query, in order. Raise only for faults of the whole batch."""
+        raise NotImplementedError
+
+    def summary(self) -> dict:
+        """Figures for the end-of-run log (subclasses add cost and the like)."""
+        return {"failed": len(self.failures), **self.usage}
+
+    # -------------------------------------------------------------------------------- shared
+
+    @property
+    def cache(self) -> ResponseCache:
+        if self._cache is None:
+            path = self._cache_path
+            if not path:
+                digest = cache_key(self.fingerprint, "", "", {})[:12]
+                path = Path(os.environ.get(CACHE_DIR_ENV, "dfa_bench_responses")) / f"{self.name}-{digest}.jsonl"
+            self._cache = ResponseCache(path)
+            logger.info(f"{self.name}: response cache {self._cache.path} ({len(self._cache.answers)} answers)")
+        return self._cache
+
+    def _query(self, request) -> tuple[Query | None, str | None]:
+        prompt, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
+        doc = self.task_dict[task][split][doc_id]
+        question_id = str(doc.get("question_id", f"{task}/{split}/{doc_id}"))
+        short_task = doc.get("task", task)
+        query = Query(question_id, short_task, prompt, [], doc, dict(gen_kwargs or {}))
+        try:
+            visuals = doc_to_visual(doc) if doc_to_visual is not None else []
+            query.images = [v for v in (visuals or []) if v is not None]
+        except Exception as exc:  # a corrupt or missing image: this item fails, the run goes on
+            return query, f"image: {exc}"
+        return query, None
+
+    def _row(self, key: str, query: Query, answer: Answer) -> dict:
+        return {"key": key, "question_id": query.question_id, "task": query.task, "response": answer.response,
+                "score": answer.score, "error": answer.error, "usage": answer.usage or None}  # fmt: skip
+
+    def generate_until(self, requests) -> list[str]:
+        from tqdm import tqdm
+
+        responses: list[str | None] = [None] * len(requests)
+        pending: dict[str, list[tuple[int, str, Query]]] = defaultdict(list)  # by generation settings
+        new_rows: list[dict] = []
+        for i, request in enumerate(requests):
+            query, error = self._query(request)
+            key = cache_key(self.fingerprint, query.question_id, query.prompt, query.gen_kwargs)
+            cached = self.cache.get(key)
+            if cached is not None:
+                responses[i] = cached["response"]
+            elif error:
+                responses[i] = ""
+                new_rows.append(self._row(key, query, Answer("", error=error)))
+            else:
+                pending[json.dumps(query.gen_kwargs, sort_keys=True, default=str)].append((i, key, query))
+        self._record(new_rows)
+        todo = sum(len(v) for v in pending.values())
+        if len(requests) - todo:
+            logger.info(f"{self.name}: {len(requests) - todo} of {len(requests)} answers from the cache")
+        with tqdm(total=todo, desc=f"{self.name} answering", disable=todo == 0) as bar:
+            for group in pending.values():
+                group.sort(key=lambda entry: -len(entry[2].prompt))  # similar lengths share a batch
+                for start in range(0, len(group), self.batch_size):
+                    batch = group[start : start + self.batch_size]
+                    answers = self._answer_batch([q for _, _, q in batch])
+                    rows = [self._row(key, q, a) for (_, key, q), a in zip(batch, answers)]
+                    self._record(rows)
+                    for (i, _, _), a in zip(batch, answers):
+                        responses[i] = a.response
+                    bar.update(len(batch))
+        self._log_summary()
+        return [r or "" for r in responses]
+
+    def _answer_batch(self, queries: list[Query]) -> list[Answer]:
+        try:
+            answers = self.answer(queries)
+            if len(answers) != len(queries):
+                raise RuntimeError(f"{len(answers)} answers for {len(queries)} queries")
+            return answers
+        except Exception as exc:
+            if len(queries) == 1:
+                return [Answer("", error=f"{type(exc).__name__}: {exc}")]
+            # one bad item must not sink its batch: ask each alone
+            return [a for q in queries for a in self._answer_batch([q])]
+
+    def _record(self, rows: list[dict]) -> None:
+        self.cache.append(rows)
+        for row in rows:
+            for name, count in (row.get("usage") or {}).items():
+                self.usage[name] += count
+            if row["error"]:
+                self.failures.append(row)
+                logger.warning(f"{self.name}: {row['question_id']} failed: {row['error']}")
+
+    def _log_summary(self) -> None:
+        logger.info(f"{self.name}: " + ", ".join(f"{k} {v}" for k, v in self.summary().items()))
+
+    def loglikelihood(self, requests) -> list:
+        raise NotImplementedError(f"{self.name} answers generate_until tasks only (DFA-Bench)")
+
+    def generate_until_multi_round(self, requests) -> list:
+        raise NotImplementedError(f"{self.name} answers single-round questions only")

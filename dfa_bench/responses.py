@@ -1,0 +1,86 @@
+"""The response cache: one JSONL line per answered item, appended (and flushed) as each batch arrives.
+
+A line is `{"key", "question_id", "task", "response", "score", "error", "usage"}`. `key` hashes the
+model's fingerprint, the question id, the prompt and the generation settings, so a re-run of the same
+command finds its answers and a different model or prompt never does. Lines with an `error` are kept
+as a record but never served: a re-run asks those items again. The file is also a valid predictions
+file for `dfa-bench score` (it carries `question_id`, `response` and the DF-D `score`).
+
+No torch, no lmms-eval: `dfa-bench eval` reads it to carry DF-D probabilities into the metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+
+def cache_key(fingerprint: dict, question_id: str, prompt: str, gen_kwargs: dict) -> str:
+    payload = json.dumps([fingerprint, question_id, prompt, gen_kwargs], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _read_lines(path: Path) -> tuple[list[dict], int]:
+    """(parsed lines, byte length of the good prefix). A torn last line (a killed writer) ends the prefix."""
+    rows, good = [], 0
+    with open(path, "rb") as f:
+        for raw in f:
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                row = json.loads(raw)
+            except json.JSONDecodeError:
+                if f.read(1):  # a bad line in the middle is not a torn write: someone edited the file
+                    raise ValueError(f"{path}: line {len(rows) + 1} is not JSON; move the file aside") from None
+                break
+            rows.append(row)
+            good += len(raw)
+    return rows, good
+
+
+class ResponseCache:
+    """Answers already given, by key; `append` writes new ones before they are returned to lmms-eval."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.answers: dict[str, dict] = {}
+        if self.path.exists():
+            rows, good = _read_lines(self.path)
+            if good != self.path.stat().st_size:
+                with open(self.path, "r+b") as f:  # cut the torn tail so the next line starts clean
+                    f.truncate(good)
+            for row in rows:
+                if not row.get("error") and "key" in row:
+                    self.answers[row["key"]] = row
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def get(self, key: str) -> dict | None:
+        return self.answers.get(key)
+
+    def append(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+            f.flush()
+            os.fsync(f.fileno())
+        for row in rows:
+            if not row.get("error"):
+                self.answers[row["key"]] = row
+
+
+def read_responses(path: Path | str) -> list[dict]:
+    """Every line of a response cache (errors included), torn tail ignored."""
+    path = Path(path)
+    return _read_lines(path)[0] if path.exists() else []
+
+
+def scores_by_answer(path: Path | str) -> dict[tuple[str, str], float]:
+    """{(question_id, response): DF-D forgery probability} for the cache's answered DF-D items."""
+    return {
+        (row["question_id"], row["response"]): row["score"]
+        for row in read_responses(path)
+        if row.get("score") is not None and not row.get("error")
+    }
