@@ -50,6 +50,10 @@ def forgery_probability(p_yes: float, polarity: str) -> float:
     return p_yes if polarity == "forged" else 1.0 - p_yes
 
 
+class AdapterConfigError(RuntimeError):
+    """A fault of the whole run (wrong key, unknown model): stops it instead of failing every item."""
+
+
 def as_bool(value: Any) -> bool:
     """A model_args flag: lmms-eval passes True/False for `True`/`False`, strings otherwise."""
     return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
@@ -161,6 +165,8 @@ class DFAAdapter(lmms):
             if len(answers) != len(queries):
                 raise RuntimeError(f"{len(answers)} answers for {len(queries)} queries")
             return answers
+        except AdapterConfigError:
+            raise
         except Exception as exc:
             if len(queries) == 1:
                 return [Answer("", error=f"{type(exc).__name__}: {exc}")]

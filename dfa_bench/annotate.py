@@ -48,6 +48,18 @@ PROMPT_PAIRED = (
 )
 # USD per million tokens; defaults are GPT-4o list prices, override for other models.
 DEFAULT_PRICES = {"input": 2.50, "output": 10.00}
+# List prices of models we know, for cost estimates (`prices_for`); dated snapshots match by prefix.
+MODEL_PRICES = {
+    "gpt-4o": DEFAULT_PRICES,
+    "gpt-4o-2024-05-13": {"input": 5.00, "output": 15.00},
+    "gpt-4o-mini": {"input": 0.15, "output": 0.60},
+    "gpt-4-turbo": {"input": 10.00, "output": 30.00},
+    "gpt-4-vision-preview": {"input": 10.00, "output": 30.00},
+    "gpt-4-1106-vision-preview": {"input": 10.00, "output": 30.00},
+    "gpt-4.1": {"input": 2.00, "output": 8.00},
+    "gpt-4.1-mini": {"input": 0.40, "output": 1.60},
+    "gpt-4.1-nano": {"input": 0.10, "output": 0.40},
+}
 BATCH_DISCOUNT = 0.5  # the Batch API bills half the list price
 BATCH_ENDPOINT = "/v1/chat/completions"
 BATCH_TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -87,6 +99,51 @@ def _image_tokens(path: Path, detail: str) -> int:
     width, height = width * scale, height * scale
     scale = min(1.0, 768 / min(width, height))
     return 85 + 170 * math.ceil(width * scale / 512) * math.ceil(height * scale / 512)
+
+
+def prices_for(model: str) -> dict[str, float] | None:
+    """List prices of `model` from MODEL_PRICES (longest matching name prefix), or None when unknown."""
+    names = [name for name in MODEL_PRICES if model == name or model.startswith(name + "-")]
+    return MODEL_PRICES[max(names, key=len)] if names else None
+
+
+def cost_usd(input_tokens: int, output_tokens: int, prices: dict[str, float], discount: float = 1.0) -> float:
+    """Dollars for the tokens at `prices` (USD per million tokens, keys "input" and "output"), unrounded."""
+    return discount * (input_tokens * prices["input"] + output_tokens * prices["output"]) / 1e6
+
+
+def data_url(raw: bytes, mime: str) -> str:
+    """An image's bytes as the base64 data URL that chat requests carry."""
+    return f"data:{mime};base64,{base64.b64encode(raw).decode()}"
+
+
+def openai_client(
+    api_key_env: str, base_url: str | None, max_retries: int, timeout: float, *, missing_key: str | None = None
+):
+    """An openai client with its own backoff retries. The key comes from the environment only; without it
+    this raises, unless `missing_key` is given (a placeholder for local servers that ask for no key)."""
+    from openai import OpenAI
+
+    api_key = os.environ.get(api_key_env) or missing_key
+    if not api_key:
+        raise RuntimeError(f"set {api_key_env} in the environment")
+    return OpenAI(api_key=api_key, base_url=base_url, max_retries=max_retries, timeout=timeout)
+
+
+def map_bounded(
+    fn: Callable[[Any], Any], items: Iterable[Any], concurrency: int
+) -> Iterator[tuple[Any, Any, str | None]]:
+    """(item, fn(item), None) or (item, None, reason) for each item, `concurrency` at a time, in order.
+    Exceptions are per item so that one bad answer never stops the run."""
+
+    def call(item):
+        try:
+            return item, fn(item), None
+        except Exception as exc:
+            return item, None, f"{type(exc).__name__}: {exc}"
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        yield from pool.map(call, items)
 
 
 def json_digest(value: object) -> str:
@@ -143,12 +200,7 @@ class OpenAIJob:
 
     # -- client, cache, usage -----------------------------------------------------------------------
     def _client(self):
-        from openai import OpenAI
-
-        api_key = os.environ.get(self.api_key_env)
-        if not api_key:
-            raise RuntimeError(f"set {self.api_key_env} in the environment")
-        return OpenAI(api_key=api_key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout)
+        return openai_client(self.api_key_env, self.base_url, self.max_retries, self.timeout)
 
     def _cache_path(self, key: str) -> Path:
         return self.cache_dir / key[:2] / f"{key}.json"
@@ -167,7 +219,7 @@ class OpenAIJob:
             self.usage["requests"] += 1
 
     def _cost(self, input_tokens: int, output_tokens: int, discount: float = 1.0) -> float:
-        return round(discount * (input_tokens * self.prices["input"] + output_tokens * self.prices["output"]) / 1e6, 4)
+        return round(cost_usd(input_tokens, output_tokens, self.prices, discount), 4)
 
     def _chat(self, client, body: dict) -> str:
         """One online chat completion of `body` (the same body a batch line carries); non-empty text or raises."""
@@ -180,17 +232,7 @@ class OpenAIJob:
         return text
 
     def _map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any, str | None]]:
-        """(item, fn(item), None) or (item, None, reason) for each item, `concurrency` at a time, in order.
-        Exceptions are per item so that one bad answer never stops the run."""
-
-        def call(item):
-            try:
-                return item, fn(item), None
-            except Exception as exc:
-                return item, None, f"{type(exc).__name__}: {exc}"
-
-        with ThreadPoolExecutor(self.concurrency) as pool:
-            yield from pool.map(call, items)
+        return map_bounded(fn, items, self.concurrency)
 
     # -- Batch API ----------------------------------------------------------------------------------
     def _accept(self, custom_id: str, text: str) -> str | None:
@@ -391,10 +433,9 @@ class OpenAIAnnotator(OpenAIJob):
         prompt, images = prompt_for(request)
         content: list[dict] = [{"type": "text", "text": prompt}]
         for path in images:
-            data = base64.b64encode(path.read_bytes()).decode()
             mime = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
             content.append(
-                {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}", "detail": self.detail}}
+                {"type": "image_url", "image_url": {"url": data_url(path.read_bytes(), mime), "detail": self.detail}}
             )
         return {
             "model": self.model,

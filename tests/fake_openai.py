@@ -20,15 +20,24 @@ def describe_reply(body: dict) -> str:
     return f"1. Eyes: a visible blending seam ({n_images} images)."
 
 
-def completion(body: dict, text: str) -> dict:
-    return {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+def completion(body: dict, text: str | dict) -> dict:
+    """A chat-completion answer. `text` is the assistant text, or a dict with "content" and any of "refusal",
+    "finish_reason" and "logprobs" (the choice's `logprobs.content` list) to fake other kinds of answer."""
+    reply = text if isinstance(text, dict) else {"content": text}
+    message = {"role": "assistant", "content": reply.get("content"), "refusal": reply.get("refusal")}
+    choice = {"index": 0, "message": message, "finish_reason": reply.get("finish_reason", "stop")}
+    if reply.get("logprobs") is not None:
+        choice["logprobs"] = {"content": reply["logprobs"], "refusal": None}
+    return {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"], "choices": [choice],
             "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}}  # fmt: skip
 
 
 class FakeOpenAI:
-    """Chat: `faults` are consumed one per incoming chat call, in order: "429", "500", "slow" (answers after
-    the client's timeout) or "ok"; `reply(body)` writes the answer text.
+    """Chat: `faults` are consumed one per incoming chat call, in order: "429", "500", "400" (a bad request, not
+    retried), "401" (a wrong key), "slow" (answers after the client's timeout) or "ok"; `fault_for(body)`, when set, picks the fault
+    for a request by its content instead (None: take the next of `faults`). `reply(body)` writes the answer
+    text (or a dict, see `completion`). Every answer waits `delay` seconds; `max_active` is the most chat
+    calls the server was serving at once.
     Batch: a batch reports in_progress for its first `polls_before_done` polls, then `batch_status`.
     `line_faults` are consumed one per input line, in file order: "ok", "error" (a line in the error file),
     "missing" (no line at all) or "empty" (an empty answer)."""
@@ -37,13 +46,17 @@ class FakeOpenAI:
         self,
         faults: list[str] | None = None,
         *,
-        reply: Callable[[dict], str] = describe_reply,
+        reply: Callable[[dict], str | dict] = describe_reply,
+        fault_for: Callable[[dict], str | None] | None = None,
+        delay: float = 0.0,
         polls_before_done: int = 0,
         batch_status: str = "completed",
         line_faults: list[str] | None = None,
     ):
         self.faults = list(faults or [])
         self.reply = reply
+        self.fault_for, self.delay = fault_for, delay
+        self.active = self.max_active = 0
         self.polls_before_done, self.batch_status = polls_before_done, batch_status
         self.line_faults = list(line_faults or [])
         self.calls: list[dict] = []  # chat completions
@@ -86,7 +99,25 @@ class FakeOpenAI:
             def _chat(self, body: dict):
                 with fake.lock:
                     fake.calls.append({"auth": self.headers.get("Authorization"), "body": body})
-                    fault = fake.faults.pop(0) if fake.faults else "ok"
+                    fault = fake.fault_for(body) if fake.fault_for else None
+                    if fault is None:
+                        fault = fake.faults.pop(0) if fake.faults else "ok"
+                    fake.active += 1
+                    fake.max_active = max(fake.max_active, fake.active)
+                try:
+                    self._answer_chat(body, fault)
+                finally:
+                    with fake.lock:
+                        fake.active -= 1
+
+            def _answer_chat(self, body: dict, fault: str):
+                time.sleep(fake.delay)
+                if fault == "400":
+                    self._reply(400, {"error": {"message": "bad request", "type": "invalid_request_error"}})
+                    return
+                if fault == "401":
+                    self._reply(401, {"error": {"message": "Incorrect API key", "type": "invalid_request_error"}})
+                    return
                 if fault == "429":
                     self._reply(
                         429, {"error": {"message": "rate limited", "type": "rate_limit"}}, {"retry-after-ms": "10"}
@@ -114,7 +145,8 @@ class FakeOpenAI:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # a short poll interval: close() returns promptly instead of after up to half a second
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     # -- Files and Batch endpoints ------------------------------------------------------------------
     def _upload(self, content_type: str, raw: bytes) -> dict:
