@@ -19,6 +19,8 @@ app.add_typer(bench_app, name="bench")
 data_app = typer.Typer(no_args_is_help=True, help="DFA-Instruct: build training data and benches from sources.")
 app.add_typer(dev_app, name="dev")
 app.add_typer(data_app, name="data")
+probe_app = typer.Typer(no_args_is_help=True, help="Vision-only baselines (Table I): frozen backbone + linear heads.")
+app.add_typer(probe_app, name="probe")
 
 HEADLINE = {"dfd": ("acc", "err", "acer", "apcer", "bpcer", "auc", "eer"), "dfc": ("acc",), "ad": ("rouge_l",)}
 
@@ -297,6 +299,54 @@ def data_stats_command(
     except ValidationError as exc:
         _fail(str(exc))
     typer.echo(json.dumps({k: v for k, v in stats.items() if k != "top_words"}, indent=2))
+
+
+@probe_app.command("train")
+def probe_train(
+    data: Annotated[Path, typer.Option(help="A build directory (uses records/<split>.jsonl) or a records JSONL.")],
+    output: Annotated[Path, typer.Option(help="Head directory to write (head.safetensors + head.json).")],
+    backbone: Annotated[
+        str, typer.Option(help="efficientnet_lite0 (offline), timm:<model>:<checkpoint> or hf:<local dir>.")
+    ] = "efficientnet_lite0",
+    split: Annotated[str, typer.Option(help="Split of a build directory to train on.")] = "train",
+    images: Annotated[Path | None, typer.Option(help="Folder the image paths are relative to (override).")] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the train data (the paper: one).")] = 1,
+    seed: Annotated[int, typer.Option()] = 0,
+    batch_size: Annotated[int, typer.Option(help="Batch size for feature extraction and head training.")] = 32,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option()] = 1e-4,
+    optimizer: Annotated[str, typer.Option(help="adamw or sgd.")] = "adamw",
+    balanced: Annotated[bool, typer.Option(help="Class-balanced (inverse frequency) loss weights.")] = False,
+    cache: Annotated[Path | None, typer.Option(help="Feature cache directory (default OUTPUT/feature_cache).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda if available).")] = None,
+    skip_bad_images: Annotated[
+        bool, typer.Option(help="Skip (and list) records whose image is missing or unreadable instead of failing.")
+    ] = False,
+) -> None:
+    """Train the DF-D (2-way) and DF-C (5-way) linear heads on a frozen backbone's cached features."""
+    from dfa_bench.adapters.probe import train_probe
+
+    try:
+        summary = train_probe(
+            data, output, backbone=backbone, split=split, images=images, epochs=epochs, seed=seed,
+            batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer, balanced=balanced,
+            cache=cache, device=device, skip_bad_images=skip_bad_images,
+        )  # fmt: skip
+    except ValueError as exc:  # ValidationError included: bad records or images, named by file and line
+        _fail(str(exc))
+    run, used = summary["run"], summary["train_data"]["n_used"]
+    typer.echo(f"backbone {summary['backbone']} ({summary['feature_dim']}-d features) on {run['device']}")
+    typer.echo(
+        f"records: {used} used of {summary['train_data']['n_records']}; features: {run['extracted']} extracted, "
+        f"{run['cached']} from the cache ({run['seconds']:.1f}s)"
+    )
+    for entry in summary["train_data"]["skipped"]:
+        typer.secho(f"skipped {entry['image']}: {entry['reason']}", err=True, fg=typer.colors.YELLOW)
+    for head, info in summary["heads"].items():
+        counts = ", ".join(f"{c} {n}" for c, n in info["train_counts"].items())
+        typer.echo(f"{head}: train accuracy {100 * info['train_accuracy']:.2f}% ({counts})")
+    typer.echo(f"trained {epochs} epoch(s) in {run['train_seconds']:.1f}s; total {run['total_seconds']:.1f}s")
+    typer.echo(f"wrote {output}")
 
 
 @dev_app.command("tiny-llava")
