@@ -101,3 +101,108 @@ def build_tiny_llava(output: Path | str, *, seed: int = 0, image_size: int = 30,
     model.save_pretrained(output)
     processor.save_pretrained(output)
     return output
+
+
+# The chat template transformers' InternVL conversion script gives the "-hf" checkpoints (ChatML turns;
+# the image becomes one <IMG_CONTEXT> that the processor expands to <img>, the context tokens, </img>).
+INTERNVL_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n'}}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for content in message['content'] %}{% if content['type'] == 'image' %}{{ '<IMG_CONTEXT>\n' }}"
+    "{% elif content['type'] == 'video' %}{{ '<video>\n' }}"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "{{'<|im_end|>\n'}}{% endfor %}{% if add_generation_prompt %}{{'<|im_start|>assistant\n' }}{% endif %}"
+)
+# The named image tokens InternVLProcessor reads from its tokenizer (the -hf tokenizers carry them too).
+INTERNVL_TOKENS = {
+    "start_image_token": "<img>",
+    "end_image_token": "</img>",
+    "context_image_token": "<IMG_CONTEXT>",
+    "video_token": "<video>",
+}
+
+
+def build_internvl_tokenizer(vocab_size: int = 400):
+    """A byte-level BPE tokenizer with Qwen2's ChatML specials and InternVL's image tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE(unk_token=None))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>", *INTERNVL_TOKENS.values()],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(_CORPUS, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="<|im_end|>",  # Qwen2 chat models stop at the end of the assistant turn
+        pad_token="<|endoftext|>",
+        extra_special_tokens=dict(INTERNVL_TOKENS),
+        chat_template=INTERNVL_CHAT_TEMPLATE,
+    )
+
+
+def build_tiny_internvl(
+    output: Path | str, *, seed: int = 0, image_size: int = 28, patch_size: int = 7, max_patches: int = 4
+) -> Path:
+    """Save a random transformers-native InternVLForConditionalGeneration (InternVL3-hf layout) with its processor.
+
+    InternViT-style vision tower + Qwen2 LM + pixel-shuffle MLP projector, a GotOcr2 image processor that
+    tiles images like InternVL's dynamic preprocessing (`max_patches` tiles plus a thumbnail, ImageNet
+    mean/std), and an InternVLProcessor with the ChatML template of the converted checkpoints.
+    """
+    import torch
+    from transformers import (
+        GotOcr2ImageProcessor,
+        InternVLConfig,
+        InternVLForConditionalGeneration,
+        InternVLProcessor,
+        InternVLVideoProcessor,
+        InternVLVisionConfig,
+        Qwen2Config,
+    )
+
+    output = Path(output)
+    tokenizer = build_internvl_tokenizer()
+    downsample_ratio = 0.5
+    # image tokens per tile after the pixel shuffle, which folds each 2x2 patch block into one token
+    image_seq_length = int((image_size // patch_size) ** 2 * downsample_ratio**2)
+    vision = InternVLVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        image_size=image_size, patch_size=patch_size,
+    )  # fmt: skip
+    # A wider initialisation than the default 0.02 spreads the random LM's logits, so greedy answers are
+    # decided by clear margins (not float noise) and differ between prompts and images.
+    text = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=2048, bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True, initializer_range=0.2,
+    )  # fmt: skip
+    config = InternVLConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=tokenizer.context_image_token_id,
+        image_seq_length=image_seq_length,
+        downsample_ratio=downsample_ratio,
+    )
+    torch.manual_seed(seed)
+    model = InternVLForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    size = {"height": image_size, "width": image_size}
+    image_processor = GotOcr2ImageProcessor(
+        size=size, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225], max_patches=max_patches
+    )
+    processor = InternVLProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=InternVLVideoProcessor(size=size),
+        image_seq_length=image_seq_length,
+        chat_template=INTERNVL_CHAT_TEMPLATE,
+    )
+    model.save_pretrained(output)
+    processor.save_pretrained(output)
+    return output

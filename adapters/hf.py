@@ -1,0 +1,273 @@
+"""`dfa_hf`: any transformers image-text-to-text checkpoint whose processor has a chat template.
+
+Qwen2-VL, SmolVLM, Idefics3, PaliGemma, LLaVA, transformers-native InternVL and the like load through
+`AutoModelForImageTextToText` + `AutoProcessor`. The prompt is rendered by the processor's chat template
+(an image entry, then the question), batches are left-padded so greedy answers do not depend on the
+batch size, and DF-D answers carry a forgery probability read from the first generated token.
+
+    lmms-eval --model dfa_hf --model_args pretrained=Qwen/Qwen2-VL-2B-Instruct,dtype=bfloat16 ...
+
+model_args: pretrained (required), dtype (auto|float32|bfloat16|float16), device / device_map,
+attn_implementation, trust_remote_code, max_new_tokens (overrides the task's), system_prompt,
+dfd_probability (default true). Subclasses change one hook: `load_model`, `build_messages`,
+`prepare_batch` or `generate`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from loguru import logger
+
+from dfa_bench.adapters.base import Answer, DFAAdapter, Query, as_bool, forgery_probability
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Words whose first token starts a "yes" / "no" answer, with and without a leading space: tokenizers
+# differ on whether the first answer token after "ASSISTANT:" carries the space.
+YES_WORDS = ("Yes", "yes", " Yes", " yes")
+NO_WORDS = ("No", "no", " No", " no")
+
+
+def first_token_ids(tokenizer: Any, words: tuple[str, ...]) -> set[int]:
+    """The distinct first token ids of `words`, encoded without special tokens."""
+    ids = set()
+    for word in words:
+        encoded = tokenizer.encode(word, add_special_tokens=False)
+        if encoded:
+            ids.add(int(encoded[0]))
+    return ids
+
+
+def answer_token_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """(yes ids, no ids) for the DF-D probability.
+
+    An id that starts both a yes and a no word (a bare space piece such as Llama's "▁" or BPE's "Ġ",
+    when " Yes" splits as [space, "Yes"]) says nothing about the answer, so it counts for neither.
+    """
+    yes, no = first_token_ids(tokenizer, YES_WORDS), first_token_ids(tokenizer, NO_WORDS)
+    shared = yes & no
+    return sorted(yes - shared), sorted(no - shared)
+
+
+def yes_probability(logits: torch.Tensor, yes_ids: list[int], no_ids: list[int]) -> torch.Tensor:
+    """P(yes) / (P(yes) + P(no)) per row of first-step logits [batch, vocab].
+
+    Computed as sigmoid(logsumexp(yes) - logsumexp(no)): the softmax normaliser cancels, and unlike
+    summing softmax probabilities it cannot turn into 0/0 when both are tiny.
+    """
+    logits = logits.float()
+    return torch.sigmoid(logits[:, yes_ids].logsumexp(-1) - logits[:, no_ids].logsumexp(-1))
+
+
+def truncate_at_stops(text: str, until: list[str]) -> str:
+    """Cut `text` at the earliest stop string (lmms-eval's `until`)."""
+    cut = len(text)
+    for stop in until:
+        if stop:
+            index = text.find(stop)
+            if index != -1:
+                cut = min(cut, index)
+    return text[:cut]
+
+
+class DFAHF(DFAAdapter):
+    """A transformers image-text-to-text model, batched, with DF-D probabilities."""
+
+    name = "dfa_hf"
+
+    def __init__(
+        self,
+        pretrained: str | None = None,
+        dtype: str = "auto",
+        device_map: str | None = None,
+        device: str | None = None,
+        attn_implementation: str | None = None,
+        trust_remote_code: bool | str = False,
+        max_new_tokens: int | str | None = None,
+        system_prompt: str | None = None,
+        dfd_probability: bool | str = True,
+        batch_size: int | str = 1,
+        response_cache: str | None = None,
+        max_batch_size: int | None = None,
+        **unknown: Any,
+    ) -> None:
+        super().__init__(
+            batch_size=batch_size,
+            response_cache=response_cache,
+            max_batch_size=max_batch_size,
+            device=device,
+            **unknown,
+        )
+        if not pretrained:
+            raise ValueError(f"{self.name}: model_args must name pretrained=<checkpoint path or hub id>")
+        if str(dtype) != "auto" and str(dtype) not in DTYPES:
+            raise ValueError(f"{self.name}: dtype must be auto or one of {sorted(DTYPES)}, not {dtype!r}")
+        self.pretrained = str(pretrained)
+        self.dtype_name = str(dtype)
+        self.device_map = str(device_map) if device_map else None
+        self.attn_implementation = attn_implementation or None
+        self.trust_remote_code = as_bool(trust_remote_code)
+        self.max_new_tokens = int(max_new_tokens) if max_new_tokens not in (None, "") else None
+        self.system_prompt = self._resolve_system_prompt(str(system_prompt)) if system_prompt else None
+        self.dfd_probability = as_bool(dfd_probability)
+        if self.device_map is None:
+            self.device_name = device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+        self.model, self.processor = self.load_model()
+        self.model.eval()
+        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        # Left padding: every prompt then ends at the last column, where generation continues, so a
+        # padded row's answer is the answer it gets alone (right padding would put pads between them).
+        self.tokenizer.padding_side = "left"
+        self.yes_ids, self.no_ids = answer_token_ids(self.tokenizer)
+        if self.dfd_probability and not (self.yes_ids and self.no_ids):
+            logger.warning(f"{self.name}: no distinct yes/no tokens in this vocabulary; DF-D answers get no score")
+            self.dfd_probability = False
+        self.eos_ids = self._eos_ids()
+        if self.tokenizer.pad_token is None and self.tokenizer.eos_token is not None:
+            # tokenizers without a pad token (many LLaMA ones) cannot pad a batch; pad with end-of-sequence
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.pad_id = self.tokenizer.pad_token_id
+        # What identifies this model's answers in the response cache (paths and options, never secrets).
+        # Device, attention kernel and batch size are left out: they change speed, not the answers meant.
+        self.fingerprint = {
+            "adapter": self.name,
+            "pretrained": self.pretrained,
+            "dtype": self.dtype_name,
+            "max_new_tokens": self.max_new_tokens,
+            "system_prompt": self.system_prompt,
+            "dfd_probability": self.dfd_probability,
+        }
+
+    # -------------------------------------------------------------------------------- hooks
+
+    def load_model(self) -> tuple[Any, Any]:
+        """(model, processor) from `self.pretrained`, on the requested device and dtype."""
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(self.pretrained, trust_remote_code=self.trust_remote_code)
+        model = AutoModelForImageTextToText.from_pretrained(self.pretrained, **self._from_pretrained_kwargs())
+        return model, processor
+
+    def build_messages(self, query: Query) -> list[dict]:
+        """Chat-template messages: one image entry per image, then the question text."""
+        text = query.prompt
+        messages: list[dict] = []
+        if self.system_prompt:
+            if self._template_has_system():
+                messages.append({"role": "system", "content": [{"type": "text", "text": self.system_prompt}]})
+            else:  # a template that knows only user/assistant turns would mislabel a system turn
+                text = f"{self.system_prompt}\n{text}"
+        content = [{"type": "image"} for _ in query.images] + [{"type": "text", "text": text}]
+        messages.append({"role": "user", "content": content})
+        return messages
+
+    def render_prompt(self, query: Query) -> str:
+        """The prompt string the model sees, generation prompt included."""
+        messages = self.build_messages(query)
+        renderer = self.processor if getattr(self.processor, "chat_template", None) else self.tokenizer
+        return renderer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def prepare_batch(self, queries: list[Query]) -> Any:
+        """Processor outputs for a batch, left-padded, on the model's device and dtype."""
+        texts = [self.render_prompt(q) for q in queries]
+        kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt"}
+        if any(q.images for q in queries):
+            kwargs["images"] = [list(q.images) for q in queries]  # nested: per-sample lists (Idefics3, SmolVLM)
+        batch = self.processor(**kwargs)
+        device, dtype = self.input_device, self.model.dtype
+        for key, value in batch.items():  # only floating tensors (pixel values) take the model dtype
+            if isinstance(value, torch.Tensor):
+                batch[key] = value.to(device, dtype=dtype) if value.is_floating_point() else value.to(device)
+        return batch
+
+    def generate(self, batch: Any, gen_kwargs: dict, *, first_logits: bool = False) -> Any:
+        """`model.generate` output: `sequences`, and per-step raw `logits` when `first_logits` is set."""
+        temperature = float(gen_kwargs.get("temperature") or 0)
+        # lmms-eval's convention: a positive temperature samples unless do_sample is explicitly false
+        do_sample = temperature > 0 and as_bool(gen_kwargs.get("do_sample", True))
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens or int(gen_kwargs.get("max_new_tokens") or 1024),
+            "do_sample": do_sample,
+            "num_beams": int(gen_kwargs.get("num_beams") or 1),
+            "pad_token_id": self.pad_id,
+            "return_dict_in_generate": True,
+            # Raw first-step logits, not `scores`: scores are after logits processors (temperature,
+            # top-p, repetition penalty), and P(yes) should be the model's, whatever the decoding.
+            "output_logits": first_logits,
+        }
+        if do_sample:
+            kwargs["temperature"] = temperature
+            if gen_kwargs.get("top_p") is not None:
+                kwargs["top_p"] = float(gen_kwargs["top_p"])
+        else:  # greedy: clear sampling defaults a checkpoint's generation_config may carry
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            return self.model.generate(**batch, **kwargs)
+
+    # -------------------------------------------------------------------------------- answering
+
+    def answer(self, queries: list[Query]) -> list[Answer]:
+        gen_kwargs = dict(queries[0].gen_kwargs)  # the base class batches by identical settings
+        until = gen_kwargs.pop("until", None) or []
+        until = [until] if isinstance(until, str) else list(until)
+        want_scores = self.dfd_probability and any(q.task == "dfd" for q in queries)
+        batch = self.prepare_batch(queries)
+        output = self.generate(batch, gen_kwargs, first_logits=want_scores)
+        prompt_len = batch["input_ids"].shape[1]
+        new_tokens = output.sequences[:, prompt_len:]
+        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        p_yes = None
+        if want_scores and getattr(output, "logits", None):
+            first = output.logits[0]
+            # beam search keeps num_beams rows per query; at the first step they are all the same
+            first = first.view(len(queries), -1, first.shape[-1])[:, 0]
+            p_yes = yes_probability(first, self.yes_ids, self.no_ids).tolist()
+        input_counts = batch["attention_mask"].sum(dim=1).tolist()
+        answers = []
+        for i, query in enumerate(queries):
+            score = None
+            if p_yes is not None and query.task == "dfd" and query.doc.get("polarity") in ("forged", "authentic"):
+                score = forgery_probability(float(p_yes[i]), query.doc["polarity"])
+                score = None if math.isnan(score) else score
+            usage = {"input_tokens": int(input_counts[i]), "output_tokens": self._output_count(new_tokens[i])}
+            answers.append(Answer(truncate_at_stops(texts[i], until).strip(), score=score, usage=usage))
+        return answers
+
+    # -------------------------------------------------------------------------------- helpers
+
+    @property
+    def input_device(self) -> torch.device:
+        """Where inputs go: the embedding's device (the first stage under a device_map)."""
+        return self.model.get_input_embeddings().weight.device
+
+    def _from_pretrained_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "dtype": "auto" if self.dtype_name == "auto" else DTYPES[self.dtype_name],
+            "trust_remote_code": self.trust_remote_code,
+            # a plain device as device_map loads the weights straight onto it (no detour through CPU memory)
+            "device_map": self.device_map or self.device_name,
+        }
+        if self.attn_implementation:
+            kwargs["attn_implementation"] = self.attn_implementation
+        return kwargs
+
+    def _template_has_system(self) -> bool:
+        template = getattr(self.processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)
+        return "system" in str(template or "")
+
+    def _eos_ids(self) -> list[int]:
+        ids = getattr(self.model.generation_config, "eos_token_id", None)
+        ids = [ids] if isinstance(ids, int) else list(ids or [])
+        if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in ids:
+            ids.append(self.tokenizer.eos_token_id)
+        return ids
+
+    def _output_count(self, tokens: torch.Tensor) -> int:
+        """Generated tokens up to and including the first end-of-sequence; the rest is batch padding."""
+        for position, token in enumerate(tokens.tolist()):
+            if token in self.eos_ids:
+                return position + 1
+        return len(tokens)
