@@ -18,19 +18,24 @@ $(VENV)/.installed: pyproject.toml Makefile
 install: $(VENV)/.installed
 
 # The main job on the embedded default: build DFA-Bench-mini offline from the photos inside installed
-# packages, write its statistics, and evaluate a tiny random LLaVA on its test split through lmms-eval
-# (a plumbing check: a random model's scores mean nothing).
+# packages and write its statistics; train the EfficientNet-Lite0 probe (the paper's vision-only
+# baseline) on its train split; evaluate the probe and a tiny random LLaVA (a plumbing check: its scores
+# mean nothing) on its test split through lmms-eval with our adapters.
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 demo: install
 	rm -rf $(DEMO)
 	$(VENV)/bin/dfa-bench data build-mini --output $(DEMO)/mini
 	$(VENV)/bin/dfa-bench data stats $(DEMO)/mini > /dev/null
+	$(VENV)/bin/dfa-bench probe train --data $(DEMO)/mini --output $(DEMO)/probe --device cpu
+	$(OFFLINE) $(VENV)/bin/dfa-bench eval --model dfa_probe --model-args head=$(CURDIR)/$(DEMO)/probe,device=cpu \
+		--bench $(DEMO)/mini/bench/test --output $(DEMO)/eval/probe --batch-size 32
 	$(VENV)/bin/dfa-bench dev tiny-llava --output $(DEMO)/tiny-llava
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(VENV)/bin/dfa-bench eval --model llava_hf \
-		--model-args pretrained=$(CURDIR)/$(DEMO)/tiny-llava,device_map=cpu,device=cpu,dtype=float32 \
-		--bench $(DEMO)/mini/bench/test --output $(DEMO)/eval
-	$(VENV)/bin/dfa-bench score --bench $(DEMO)/mini/bench/test --predictions $(DEMO)/eval/predictions.jsonl \
-		--output $(DEMO)/eval/rescored.json
-	@echo "DFA-Bench-mini: $(DEMO)/mini (statistics in $(DEMO)/mini/stats); evaluation: $(DEMO)/eval"
+	$(OFFLINE) $(VENV)/bin/dfa-bench eval --model dfa_llava \
+		--model-args pretrained=$(CURDIR)/$(DEMO)/tiny-llava,device=cpu,dtype=float32 \
+		--bench $(DEMO)/mini/bench/test --output $(DEMO)/eval/tiny-llava --batch-size 8
+	$(VENV)/bin/dfa-bench score --bench $(DEMO)/mini/bench/test --predictions $(DEMO)/eval/probe/predictions.jsonl \
+		--output $(DEMO)/eval/probe/rescored.json
+	@echo "DFA-Bench-mini: $(DEMO)/mini (statistics in $(DEMO)/mini/stats); evaluations: $(DEMO)/eval"
 
 lint: install
 	$(VENV)/bin/ruff check .

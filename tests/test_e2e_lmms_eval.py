@@ -58,6 +58,22 @@ def test_plain_lmms_eval_cli_with_include_path(setup):
     assert len(samples) == 1 and len(samples[0].read_text().splitlines()) == LIMIT
 
 
+def test_plain_lmms_eval_cli_finds_our_adapters_through_the_entry_point(setup):
+    root, model, env = setup
+    out = root / "plain-dfa-llava"
+    cmd = [str(BIN / "lmms-eval"), "--model", "dfa_llava", "--model_args", f"pretrained={model},device=cpu,dtype=float32",
+           "--tasks", "dfa_bench_dfd", "--include_path", str(tasks_path()), "--limit", str(LIMIT), "--batch_size", "3",
+           "--output_path", str(out), "--log_samples"]  # fmt: skip
+    proc = subprocess.run(
+        cmd, cwd=root, env={**env, "DFA_BENCH_DIR": str(root / "bench")}, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert 0.0 <= _results(out)["results"]["dfa_bench_dfd"]["acc,none"] <= 1.0
+    (cache,) = (root / "dfa_bench_responses").glob("dfa_llava-*.jsonl")  # the default response cache
+    rows = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert len(rows) == LIMIT and all(0.0 <= row["score"] <= 1.0 for row in rows)
+
+
 def test_dfa_bench_eval_matches_lmms_eval_results(setup):
     root, model, env = setup
     out = root / "ours"
