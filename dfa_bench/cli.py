@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from dfa_bench.leaderboard.cli import app as leaderboard_app
+from dfa_bench.leaderboard.cli import submit_command
 from dfa_bench.schema import ValidationError
 
 app = typer.Typer(
@@ -19,6 +21,8 @@ app.add_typer(bench_app, name="bench")
 data_app = typer.Typer(no_args_is_help=True, help="DFA-Instruct: build training data and benches from sources.")
 app.add_typer(dev_app, name="dev")
 app.add_typer(data_app, name="data")
+app.add_typer(leaderboard_app, name="leaderboard")
+app.command("submit")(submit_command)
 probe_app = typer.Typer(no_args_is_help=True, help="Vision-only baselines (Table I): frozen backbone + linear heads.")
 app.add_typer(probe_app, name="probe")
 

@@ -1,0 +1,107 @@
+"""The paper's Tables I, II and III, regenerated from the shipped reference entries.
+
+The reported rows come out exactly as printed (same rows, same order, same numbers to two decimals).
+Measured entries of a leaderboard are appended below them, labelled "(measured)" and followed by a
+note naming their bench, since they were not measured on the paper's test set: vision-only and tuned
+models go to Table I, general MLLMs and tuned models to Table III. Table II (DFA-GPT's annotation
+ablation) holds reported rows only.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from tabulate import tabulate
+
+from dfa_bench.leaderboard.entries import COLUMNS, PAPER_CITATION, metric_value, reference_entries
+from dfa_bench.leaderboard.render import latex_escape, pct
+
+
+class PaperTable(NamedTuple):
+    number: str
+    caption: str
+    first_header: str
+    measured_groups: tuple[str, ...]
+
+
+TABLES = (
+    PaperTable("I", "vision-only models (frozen backbone, final projection layer tuned) and DFA-GPT", "Method",
+               ("vision-only", "tuned")),
+    PaperTable("II", "annotation ablation for DFA-GPT (training annotations used)", "Annotations", ()),
+    PaperTable("III", "general MLLMs, zero-shot, and DFA-GPT", "Method", ("general MLLM", "tuned")),
+)  # fmt: skip
+MEASURED_SUFFIX = " (measured)"
+
+
+def _values(entry: dict) -> list[str]:
+    return [pct(v) if (v := metric_value(entry, c)) is not None else "-" for c in COLUMNS]
+
+
+def paper_table_rows(number: str, measured: list[dict] = ()) -> tuple[list[str], list[list[str]], list[list[str]]]:
+    """(header, reported rows, measured rows) of one table, as the strings printed in each cell."""
+    table = next(t for t in TABLES if t.number == number)
+    placed = []
+    for entry in reference_entries():
+        for row in entry.get("paper") or []:
+            if row["table"] == number:
+                placed.append((row["row"], [row["label"], *_values(entry)]))
+    reported = [cells for _, cells in sorted(placed, key=lambda p: p[0])]
+    extra = [
+        [f"{e['model']}{MEASURED_SUFFIX}", *_values(e)]
+        for e in sorted(measured, key=lambda e: e["model"].lower())
+        if e["provenance"] == "measured" and e["group"] in table.measured_groups
+    ]
+    return [table.first_header, *(c.label for c in COLUMNS)], reported, extra
+
+
+def _measured_note(measured: list[dict]) -> str:
+    benches = sorted({(e["bench"]["name"], str(e["bench"].get("version")), e["bench"]["manifest_sha256"][:12])
+                      for e in measured if e["provenance"] == "measured"})  # fmt: skip
+    where = "; ".join(f"{n} v{v} (manifest sha256 {s})" for n, v, s in benches)
+    return (
+        f'Rows marked "{MEASURED_SUFFIX.strip()}" were measured by DFA-Bench on {where}, not on the paper\'s test set.'
+    )
+
+
+def paper_tables_markdown(measured: list[dict] = ()) -> str:
+    parts = [f"# The paper's tables (reported in {PAPER_CITATION})", ""]
+    for table in TABLES:
+        header, reported, extra = paper_table_rows(table.number, measured)
+        parts += [f"## Table {table.number}: {table.caption}", ""]
+        parts.append(tabulate(reported + extra, headers=header, tablefmt="github", disable_numparse=True))
+        parts.append("")
+        if extra:
+            parts += [_measured_note(measured), ""]
+    return "\n".join(parts)
+
+
+def paper_tables_latex(measured: list[dict] = ()) -> str:
+    """Three booktabs tables; measured rows follow a rule and a header naming their bench."""
+    parts = [f"% The paper's tables, reported in {PAPER_CITATION} (needs \\usepackage{{booktabs}})"]
+    for table in TABLES:
+        header, reported, extra = paper_table_rows(table.number, measured)
+        lines = [
+            "\\begin{table}[t]",
+            "\\centering",
+            f"\\caption{{Table {table.number}: {latex_escape(table.caption)}}}",
+            "\\begin{tabular}{l" + "r" * len(COLUMNS) + "}",
+            "\\toprule",
+            " & ".join(latex_escape(h) for h in header) + " \\\\",
+            "\\midrule",
+            *(" & ".join(latex_escape(c) for c in row) + " \\\\" for row in reported),
+        ]
+        if extra:
+            note = latex_escape(_measured_note(measured))
+            lines += ["\\midrule", f"\\multicolumn{{{len(header)}}}{{l}}{{\\textit{{{note}}}}} \\\\"]
+            lines += [" & ".join(latex_escape(c) for c in row) + " \\\\" for row in extra]
+        lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+        parts += lines
+    return "\n".join(parts)
+
+
+def paper_tables(fmt: str = "md", measured: list[dict] = ()) -> str:
+    if fmt == "md":
+        return paper_tables_markdown(measured)
+    if fmt == "latex":
+        return paper_tables_latex(measured)
+    raise ValueError(f"unknown format {fmt!r}; use md or latex")
