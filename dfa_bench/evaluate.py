@@ -154,6 +154,9 @@ def _simple_evaluate(
     if results is None:
         raise EvaluationFailed("lmms-eval returned no results")
     samples = results.pop("samples", None) or {}
+    config = results.get("config") or {}
+    if isinstance(config.get("model_args"), str):  # lmms-eval writes these into its results file as given
+        config["model_args"] = redact_model_args(config["model_args"])
     # Extract before saving: the tracker's writer strips `doc` and `arguments` from samples in place.
     predictions = predictions_from_samples(samples)
     tracker.save_results_aggregated(results=results, samples=samples, datetime_str=datetime_str)
