@@ -107,7 +107,7 @@ class DFAAdapter(lmms):
             logger.info(f"{self.name}: response cache {self._cache.path} ({len(self._cache.answers)} answers)")
         return self._cache
 
-    def _query(self, request) -> tuple[Query | None, str | None]:
+    def _query(self, request) -> tuple[Query, str | None]:
         prompt, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
         doc = self.task_dict[task][split][doc_id]
         question_id = str(doc.get("question_id", f"{task}/{split}/{doc_id}"))

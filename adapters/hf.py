@@ -183,26 +183,33 @@ class DFAHF(DFAAdapter):
                 batch[key] = value.to(device, dtype=dtype) if value.is_floating_point() else value.to(device)
         return batch
 
-    def generate(self, batch: Any, gen_kwargs: dict, *, first_logits: bool = False) -> Any:
-        """`model.generate` output: `sequences`, and per-step raw `logits` when `first_logits` is set."""
+    def decoding(self, gen_kwargs: dict) -> dict[str, Any]:
+        """lmms-eval's generation_kwargs as `generate` settings (greedy unless a positive temperature)."""
         temperature = float(gen_kwargs.get("temperature") or 0)
         # lmms-eval's convention: a positive temperature samples unless do_sample is explicitly false
         do_sample = temperature > 0 and as_bool(gen_kwargs.get("do_sample", True))
-        kwargs: dict[str, Any] = {
+        settings: dict[str, Any] = {
             "max_new_tokens": self.max_new_tokens or int(gen_kwargs.get("max_new_tokens") or 1024),
             "do_sample": do_sample,
             "num_beams": int(gen_kwargs.get("num_beams") or 1),
+        }
+        if do_sample:
+            settings["temperature"] = temperature
+            if gen_kwargs.get("top_p") is not None:
+                settings["top_p"] = float(gen_kwargs["top_p"])
+        return settings
+
+    def generate(self, batch: Any, gen_kwargs: dict, *, first_logits: bool = False) -> Any:
+        """`model.generate` output: `sequences`, and per-step raw `logits` when `first_logits` is set."""
+        kwargs: dict[str, Any] = {
+            **self.decoding(gen_kwargs),
             "pad_token_id": self.pad_id,
             "return_dict_in_generate": True,
             # Raw first-step logits, not `scores`: scores are after logits processors (temperature,
             # top-p, repetition penalty), and P(yes) should be the model's, whatever the decoding.
             "output_logits": first_logits,
         }
-        if do_sample:
-            kwargs["temperature"] = temperature
-            if gen_kwargs.get("top_p") is not None:
-                kwargs["top_p"] = float(gen_kwargs["top_p"])
-        else:  # greedy: clear sampling defaults a checkpoint's generation_config may carry
+        if not kwargs["do_sample"]:  # greedy: clear sampling defaults a checkpoint's generation_config may carry
             kwargs.update(temperature=None, top_p=None, top_k=None)
         with torch.inference_mode():
             return self.model.generate(**batch, **kwargs)

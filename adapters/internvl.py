@@ -280,20 +280,9 @@ class DFAInternVL(DFAHF):
 
     def remote_generation_config(self, gen_kwargs: dict) -> dict:
         """The `generation_config` dict chat()/batch_chat() pass on to `generate`."""
-        temperature = float(gen_kwargs.get("temperature") or 0)
-        # lmms-eval's convention, as in dfa_hf: a positive temperature samples unless do_sample is false
-        do_sample = temperature > 0 and as_bool(gen_kwargs.get("do_sample", True))
-        config: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens or int(gen_kwargs.get("max_new_tokens") or 1024),
-            "do_sample": do_sample,
-            "num_beams": int(gen_kwargs.get("num_beams") or 1),
-        }
+        config = self.decoding(gen_kwargs)
         if self.tokenizer.pad_token_id is not None:
             config["pad_token_id"] = self.tokenizer.pad_token_id
-        if do_sample:
-            config["temperature"] = temperature
-            if gen_kwargs.get("top_p") is not None:
-                config["top_p"] = float(gen_kwargs["top_p"])
         return config
 
     def remote_question(self, query: Query) -> str:

@@ -28,22 +28,26 @@ _CORPUS = [
 ]
 
 
-def build_tokenizer(vocab_size: int = 400):
-    """A byte-level BPE tokenizer with LLaVA's special tokens, trained on a few sentences."""
+def _bpe(vocab_size: int, special_tokens: list[str]):
+    """A byte-level BPE tokenizer (the `tokenizers` object) trained in-process on a few sentences."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE(unk_token=None))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<unk>", "<s>", "</s>", "<pad>", "<image>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=vocab_size, special_tokens=special_tokens, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     tokenizer.train_from_iterator(_CORPUS, trainer)
+    return tokenizer
+
+
+def build_tokenizer(vocab_size: int = 400):
+    """A byte-level BPE tokenizer with LLaVA's special tokens, trained on a few sentences."""
+    from transformers import PreTrainedTokenizerFast
+
     return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
+        tokenizer_object=_bpe(vocab_size, ["<unk>", "<s>", "</s>", "<pad>", "<image>"]),
         bos_token="<s>",
         eos_token="</s>",
         unk_token="<unk>",
@@ -124,20 +128,11 @@ INTERNVL_TOKENS = {
 
 def build_internvl_tokenizer(vocab_size: int = 400):
     """A byte-level BPE tokenizer with Qwen2's ChatML specials and InternVL's image tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tokenizer = Tokenizer(models.BPE(unk_token=None))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>", *INTERNVL_TOKENS.values()],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tokenizer.train_from_iterator(_CORPUS, trainer)
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *INTERNVL_TOKENS.values()]
     return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
+        tokenizer_object=_bpe(vocab_size, specials),
         eos_token="<|im_end|>",  # Qwen2 chat models stop at the end of the assistant turn
         pad_token="<|endoftext|>",
         extra_special_tokens=dict(INTERNVL_TOKENS),
