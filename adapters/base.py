@@ -22,7 +22,7 @@ from typing import Any
 from lmms_eval.api.model import lmms
 from loguru import logger
 
-from dfa_bench.responses import ResponseCache, cache_key
+from dfa_bench.responses import ResponseCache, cache_key, item_identity
 
 CACHE_DIR_ENV = "DFA_BENCH_RESPONSES_DIR"
 
@@ -52,6 +52,16 @@ def forgery_probability(p_yes: float, polarity: str) -> float:
 
 class AdapterConfigError(RuntimeError):
     """A fault of the whole run (wrong key, unknown model): stops it instead of failing every item."""
+
+
+def local_path_or_hub_id(value: str, *, arg: str, adapter: str) -> str:
+    """`value` unchanged; AdapterConfigError when it is meant as a local path (absolute, ./, ../, ~, or
+    more than one /) and nothing is there. transformers would report it as a malformed hub repo id."""
+    path = Path(value).expanduser()
+    meant_local = value.startswith(("/", "./", "../", "~", ".")) or value.count("/") > 1 or path.exists()
+    if meant_local and not path.exists():
+        raise AdapterConfigError(f"{adapter}: {arg}={value}: no such file or directory (a hub id looks like org/name)")
+    return value
 
 
 def as_bool(value: Any) -> bool:
@@ -121,8 +131,9 @@ class DFAAdapter(lmms):
         return query, None
 
     def _row(self, key: str, query: Query, answer: Answer) -> dict:
-        return {"key": key, "question_id": query.question_id, "task": query.task, "response": answer.response,
-                "score": answer.score, "error": answer.error, "usage": answer.usage or None}  # fmt: skip
+        return {"key": key, "question_id": query.question_id, "task": query.task, "bench": query.doc.get("bench_sha256"),
+                "response": answer.response, "score": answer.score, "error": answer.error,
+                "usage": answer.usage or None}  # fmt: skip
 
     def generate_until(self, requests) -> list[str]:
         from tqdm import tqdm
@@ -130,21 +141,31 @@ class DFAAdapter(lmms):
         responses: list[str | None] = [None] * len(requests)
         pending: dict[str, list[tuple[int, str, Query]]] = defaultdict(list)  # by generation settings
         new_rows: list[dict] = []
+        stale = 0
         for i, request in enumerate(requests):
             query, error = self._query(request)
-            key = cache_key(self.fingerprint, query.question_id, query.prompt, query.gen_kwargs)
+            key = cache_key(
+                self.fingerprint, query.question_id, query.prompt, query.gen_kwargs, item_identity(query.doc)
+            )
             cached = self.cache.get(key)
             if cached is not None:
                 responses[i] = cached["response"]
-            elif error:
+                continue
+            stale += self.cache.stale(query.question_id, key)
+            if error:
                 responses[i] = ""
                 new_rows.append(self._row(key, query, Answer("", error=error)))
             else:
                 pending[json.dumps(query.gen_kwargs, sort_keys=True, default=str)].append((i, key, query))
         self._record(new_rows)
         todo = sum(len(v) for v in pending.values())
-        if len(requests) - todo:
-            logger.info(f"{self.name}: {len(requests) - todo} of {len(requests)} answers from the cache")
+        served = len(requests) - todo - len(new_rows)
+        logger.info(f"{self.name}: {served} of {len(requests)} answers from the cache {self.cache.path}")
+        if stale:
+            logger.warning(
+                f"{self.name}: {stale} cached answers not used: they were given for another image, bench, prompt "
+                "or generation settings of the same question id"
+            )
         with tqdm(total=todo, desc=f"{self.name} answering", disable=todo == 0) as bar:
             for group in pending.values():
                 group.sort(key=lambda entry: -len(entry[2].prompt))  # similar lengths share a batch

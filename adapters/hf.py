@@ -9,19 +9,28 @@ batch size, and DF-D answers carry a forgery probability read from the first gen
 
 model_args: pretrained (required), dtype (auto|float32|bfloat16|float16), device / device_map,
 attn_implementation, trust_remote_code, max_new_tokens (overrides the task's), system_prompt,
-dfd_probability (default true). Subclasses change one hook: `load_model`, `build_messages`,
+chat_template (a Jinja file, for checkpoints that ship none), dfd_probability (default true). Subclasses change one hook: `load_model`, `build_messages`,
 `prepare_batch` or `generate`.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
 from loguru import logger
 
-from dfa_bench.adapters.base import Answer, DFAAdapter, Query, as_bool, forgery_probability
+from dfa_bench.adapters.base import (
+    AdapterConfigError,
+    Answer,
+    DFAAdapter,
+    Query,
+    as_bool,
+    forgery_probability,
+    local_path_or_hub_id,
+)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Words whose first token starts a "yes" / "no" answer, with and without a leading space: tokenizers
@@ -87,6 +96,7 @@ class DFAHF(DFAAdapter):
         trust_remote_code: bool | str = False,
         max_new_tokens: int | str | None = None,
         system_prompt: str | None = None,
+        chat_template: str | None = None,
         dfd_probability: bool | str = True,
         batch_size: int | str = 1,
         response_cache: str | None = None,
@@ -104,7 +114,8 @@ class DFAHF(DFAAdapter):
             raise ValueError(f"{self.name}: model_args must name pretrained=<checkpoint path or hub id>")
         if str(dtype) != "auto" and str(dtype) not in DTYPES:
             raise ValueError(f"{self.name}: dtype must be auto or one of {sorted(DTYPES)}, not {dtype!r}")
-        self.pretrained = str(pretrained)
+        self.pretrained = local_path_or_hub_id(str(pretrained), arg="pretrained", adapter=self.name)
+        self.chat_template = self._read_chat_template(str(chat_template)) if chat_template else None
         self.dtype_name = str(dtype)
         self.device_map = str(device_map) if device_map else None
         self.attn_implementation = attn_implementation or None
@@ -140,6 +151,8 @@ class DFAHF(DFAAdapter):
             "system_prompt": self.system_prompt,
             "dfd_probability": self.dfd_probability,
         }
+        if self.chat_template:
+            self.fingerprint["chat_template"] = self.chat_template
 
     # -------------------------------------------------------------------------------- hooks
 
@@ -148,8 +161,27 @@ class DFAHF(DFAAdapter):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         processor = AutoProcessor.from_pretrained(self.pretrained, trust_remote_code=self.trust_remote_code)
+        self.check_processor(processor)
         model = AutoModelForImageTextToText.from_pretrained(self.pretrained, **self._from_pretrained_kwargs())
         return model, processor
+
+    def check_processor(self, processor: Any) -> None:
+        """What every item needs, checked once before the weights load: an image processor and a chat
+        template (`chat_template=` supplies one). Without them every item would fail, one by one."""
+        if self.chat_template:
+            processor.chat_template = self.chat_template
+        tokenizer = getattr(processor, "tokenizer", processor)
+        if getattr(processor, "image_processor", None) is None:
+            raise AdapterConfigError(
+                f"{self.name}: {self.pretrained} has no image processor ({type(processor).__name__}); "
+                "DFA-Bench needs an image-text-to-text checkpoint"
+            )
+        if not getattr(processor, "chat_template", None) and not getattr(tokenizer, "chat_template", None):
+            raise AdapterConfigError(
+                f"{self.name}: {self.pretrained} ships no chat template (neither its processor nor its tokenizer "
+                "has one); pass chat_template=PATH to a Jinja template file, or use the checkpoint's chat/instruct "
+                "release"
+            )
 
     def build_messages(self, query: Query) -> list[dict]:
         """Chat-template messages: one image entry per image, then the question text."""
@@ -260,6 +292,12 @@ class DFAHF(DFAAdapter):
         if self.attn_implementation:
             kwargs["attn_implementation"] = self.attn_implementation
         return kwargs
+
+    def _read_chat_template(self, path: str) -> str:
+        try:
+            return Path(path).expanduser().read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AdapterConfigError(f"{self.name}: chat_template={path}: {exc}") from None
 
     def _template_has_system(self) -> bool:
         template = getattr(self.processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)

@@ -227,6 +227,7 @@ class DFAInternVL(DFAHF):
         if self.max_num is not None:
             images_kwargs["max_patches"] = self.max_num
         processor.images_kwargs = images_kwargs
+        self.check_processor(processor)
         model = AutoModelForImageTextToText.from_pretrained(self.pretrained, **self._from_pretrained_kwargs())
         return model, processor
 

@@ -52,6 +52,7 @@ class DFALlava(DFAHF):
             # older llava-hf exports and hand-made local checkpoints ship no template: use llava-hf 1.5's
             logger.info(f"{self.name}: {self.pretrained} has no chat template; using the LLaVA-1.5 Vicuna template")
             processor.chat_template = VICUNA_CHAT_TEMPLATE
+        self.check_processor(processor)
         model = LlavaForConditionalGeneration.from_pretrained(self.pretrained, **self._from_pretrained_kwargs())
         if self.lora:
             model = self.apply_lora(model)

@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 
 from dfa_bench import __version__
-from dfa_bench.io import iter_jsonl, write_jsonl
+from dfa_bench.io import iter_jsonl, read_json, write_jsonl
 from dfa_bench.schema import CATEGORIES, TASKS, ValidationError, validate_question, validate_record
 from dfa_bench.templates import question_items
 
@@ -50,6 +50,10 @@ class Bench:
 
     def image_path(self, item: dict) -> Path:
         return self.root / item["image"]
+
+    def image_sha256(self, item: dict) -> str:
+        """The manifest's sha256 of the item's image bytes (read_bench checked it against the file)."""
+        return self.manifest["files"][item["image"]]
 
     @cached_property
     def manifest_sha256(self) -> str:
@@ -137,6 +141,25 @@ def verify_files(root: str, files: dict[str, str], verify_checksums: bool = True
             raise ValidationError(f"sha256 mismatch (manifest says {expected})", path=path)
 
 
+def decode_images(bench: Bench) -> None:
+    """Decode every image of the bench in full; ValidationError naming each one that is damaged.
+
+    A checksum only proves the file is the one the manifest lists: a truncated PNG whose hash was
+    updated passes it, and lmms-eval would then show the model a partly black face.
+    """
+    from dfa_bench.imaging import load_rgb
+
+    bad = []
+    for name in sorted({item["image"] for item in bench.items}):
+        try:
+            load_rgb(bench.root / name)
+        except ValidationError as exc:
+            bad.append(str(exc))
+    if bad:
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise ValidationError(f"{len(bad)} images cannot be decoded: " + "; ".join(bad[:5]) + more)
+
+
 def read_bench(root: Path | str, *, verify_checksums: bool = True, executor: Executor | None = None) -> Bench:
     """Load and validate a bench directory.
 
@@ -147,10 +170,7 @@ def read_bench(root: Path | str, *, verify_checksums: bool = True, executor: Exe
     manifest_path = root / MANIFEST
     if not manifest_path.is_file():
         raise ValidationError("bench manifest not found", path=str(manifest_path))
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValidationError(f"malformed JSON: {exc}", path=str(manifest_path)) from None
+    manifest = read_json(manifest_path)
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, dict) or QUESTIONS not in files:
         raise ValidationError(

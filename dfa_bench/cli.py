@@ -75,15 +75,21 @@ def bench_build(
 
 
 @bench_app.command("validate")
-def bench_validate(bench: Annotated[Path, typer.Argument(help="Bench directory.")]) -> None:
-    """Check a bench's checksums, fields and images."""
-    from dfa_bench.bench import read_bench
+def bench_validate(
+    bench: Annotated[Path, typer.Argument(help="Bench directory.")],
+    quick: Annotated[bool, typer.Option(help="Check checksums and fields only; do not decode every image.")] = False,
+) -> None:
+    """Check a bench's checksums, fields and images (each one decoded in full unless --quick)."""
+    from dfa_bench.bench import decode_images, read_bench
 
     try:
         loaded = read_bench(bench)
+        if not quick:
+            decode_images(loaded)
     except ValidationError as exc:
         _fail(str(exc))
-    typer.echo(f"ok: {len(loaded.items)} items, manifest sha256 {loaded.manifest_sha256}")
+    images = "checksums only" if quick else f"{len({i['image'] for i in loaded.items})} images decoded"
+    typer.echo(f"ok: {len(loaded.items)} items, {images}, manifest sha256 {loaded.manifest_sha256}")
 
 
 @bench_app.command("synth")
@@ -137,22 +143,37 @@ def score(
 
 @app.command("eval")
 def evaluate(
-    model: Annotated[str, typer.Option(help="lmms-eval model name, e.g. llava_hf.")],
+    model: Annotated[str, typer.Option(help="lmms-eval model name: dfa_llava, dfa_hf, dfa_openai, ... or llava_hf.")],
     bench: Annotated[Path, typer.Option(help="Bench directory.")],
-    output: Annotated[Path, typer.Option(help="Output directory.")],
-    model_args: Annotated[str, typer.Option(help="lmms-eval --model_args, e.g. pretrained=PATH,device_map=cpu.")] = "",
+    output: Annotated[Path, typer.Option(help="Output directory (re-running into it resumes from its cache).")],
+    model_args: Annotated[
+        str,
+        typer.Option(
+            help="lmms-eval --model_args, comma separated name=value, e.g. pretrained=PATH,device=cpu. "
+            "Our adapters take max_new_tokens=N to override the tasks' generation length."
+        ),
+    ] = "",
     tasks: Annotated[str, typer.Option(help="Task or group names, comma separated.")] = "dfa_bench",
-    limit: Annotated[int | None, typer.Option(help="Only the first N items of each task (for testing).")] = None,
-    batch_size: Annotated[int, typer.Option()] = 1,
-    seed: Annotated[int, typer.Option()] = 0,
+    limit: Annotated[
+        int | None, typer.Option(help="Only the first N items of each task (per task, not in all; for testing).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Questions per model call (lmms-eval --batch_size).")] = 1,
+    seed: Annotated[int, typer.Option(help="Seeds lmms-eval's random, numpy and torch, and the bootstrap CIs.")] = 0,
+    max_failures: Annotated[
+        str,
+        typer.Option(
+            help="Failed items the run may have and still count: a number (0: none) or a fraction (0.05 or 5%)."
+        ),
+    ] = "0",
 ) -> None:
     """Evaluate a model on a bench through lmms-eval; writes lmms-eval's logs plus metrics.json."""
     from dfa_bench.evaluate import EvaluationFailed, run_eval
 
     try:
         result = run_eval(
-            model, bench, output, model_args=model_args, tasks=tasks, limit=limit, batch_size=batch_size, seed=seed
-        )
+            model, bench, output, model_args=model_args, tasks=tasks, limit=limit, batch_size=batch_size, seed=seed,
+            max_failures=max_failures,
+        )  # fmt: skip
     except ValidationError as exc:
         _fail(str(exc))
     except EvaluationFailed as exc:

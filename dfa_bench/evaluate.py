@@ -93,30 +93,119 @@ def predictions_from_samples(samples: dict[str, list[dict]]) -> dict[str, list[d
     return out
 
 
-def _is_ours(model: str) -> bool:
-    from dfa_bench.adapters import ADAPTERS
+def parse_model_args(model_args: str) -> dict[str, str]:
+    """`a=1,b=two` as a dict; a part without `=` is named in the error."""
+    args = {}
+    for part in filter(None, (p.strip() for p in model_args.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise ValidationError(f"model argument {redact_model_args(part)!r} is not name=value", field="model-args")
+        args[name.strip()] = value
+    return args
 
-    return model in ADAPTERS
+
+def parse_max_failures(value: str | int | float) -> tuple[int | None, float | None]:
+    """(count, fraction): "3" allows 3 failed items, "0.05" or "5%" allows 5% of them."""
+    text = str(value).strip()
+    try:
+        if text.endswith("%"):
+            fraction = float(text[:-1]) / 100
+        elif "." in text:
+            fraction = float(text)
+        else:
+            count = int(text)
+            if count < 0:
+                raise ValueError
+            return count, None
+    except ValueError:
+        raise ValidationError(
+            f"expected a count (3) or a fraction (0.05 or 5%), got {text!r}", field="max-failures"
+        ) from None
+    if not 0 <= fraction <= 1:
+        raise ValidationError(f"a fraction must lie in [0, 1], got {text!r}", field="max-failures")
+    return None, fraction
 
 
-def _merge_adapter_responses(rows: list[dict], responses_path: Path) -> list[str]:
-    """Carry what lmms-eval's text-only samples lose from our adapters' response cache: the DF-D
-    forgery probability (for AUC/EER), matched by question id and response text; and report the
-    items whose last attempt failed."""
-    if not responses_path.exists():
-        return []
+def model_class(model: str) -> type:
+    """The class lmms-eval would build for `model`; an unknown name names what is registered."""
+    import difflib
+
+    from lmms_eval import models
+
+    names = models.list_available_models(include_aliases=True)
+    if model not in names:
+        ours = sorted(n for n in names if n.startswith("dfa_"))
+        close = difflib.get_close_matches(model, names, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValidationError(
+            f"unknown model {model!r}{hint} DFA-Bench's adapters: {', '.join(ours)}. Any other lmms-eval model "
+            "name works too; a new adapter registers through the `lmms_eval.models` entry point (docs/adapters.md)",
+            field="model",
+        )
+    try:
+        return models.get_model(model)
+    except Exception as exc:
+        raise EvaluationFailed(f"model {model!r} cannot be imported: {type(exc).__name__}: {exc}") from exc
+
+
+def uses_dfa_adapter(model: str) -> bool:
+    """Whether `model` is a DFAAdapter (ours or a third party's): decided by class, not by name."""
+    from dfa_bench.adapters.base import DFAAdapter
+
+    cls = model_class(model)
+    return isinstance(cls, type) and issubclass(cls, DFAAdapter)
+
+
+@dataclass
+class AdapterFailures:
+    question_ids: list[str]
+    errors: dict[str, str]
+
+    def describe(self, responses_path: Path, shown: int = 5) -> str:
+        first = ", ".join(f"{q} ({self.errors[q]})" for q in self.question_ids[:shown])
+        return f"{len(self.question_ids)} items failed in the adapter (errors in {responses_path}): {first}"
+
+
+def _merge_adapter_responses(rows: list[dict], responses_path: Path, bench_sha256: str) -> AdapterFailures:
+    """Carry what lmms-eval's text-only samples lose from a DFA adapter's response cache: the DF-D
+    forgery probability (for AUC/EER), matched by question id and response text; and find the
+    items whose last attempt on this bench failed (answers kept for other benches are ignored)."""
     latest: dict[str, dict] = {}
     for entry in read_responses(responses_path):
-        latest[entry["question_id"]] = entry
+        if entry.get("bench") in (None, bench_sha256):
+            latest[entry["question_id"]] = entry
     for row in rows:
         entry = latest.get(row["question_id"])
         if row.get("score") is None and entry and not entry.get("error") and entry["response"] == row["response"]:
             row["score"] = entry.get("score")
     failed = sorted(row["question_id"] for row in rows if (latest.get(row["question_id"]) or {}).get("error"))
-    if not failed:
-        return []
-    shown = ", ".join(f"{q} ({latest[q]['error']})" for q in failed[:5])
-    return [f"{len(failed)} items failed in the adapter (errors in {responses_path}): {shown}"]
+    return AdapterFailures(failed, {q: latest[q]["error"] for q in failed})
+
+
+class _InfoLog:
+    """lmms-eval lowers loguru to WARNING when it is imported; DFA-Bench's own INFO lines (answers from
+    the cache, run summaries) are shown all the same, on stderr, while a run lasts."""
+
+    def __enter__(self) -> _InfoLog:
+        import sys
+
+        import lmms_eval.llm_judge.launcher  # noqa: F401  (these two modules reset loguru's sinks on import:
+        import lmms_eval.models  # noqa: F401  add ours after them)
+        from loguru import logger
+
+        def ours(record: dict) -> bool:
+            return record["name"].startswith("dfa_bench") and record["level"].no < 30  # WARNING+ already shown
+
+        self._id = logger.add(sys.stderr, level="INFO", filter=ours, format="{time:HH:mm:ss} | {level} | {message}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from loguru import logger
+
+        try:
+            logger.remove(self._id)
+        except ValueError:  # something else removed every sink meanwhile
+            pass
 
 
 def _simple_evaluate(
@@ -166,6 +255,20 @@ def _simple_evaluate(
     return results, predictions
 
 
+OUTPUTS = ("predictions.jsonl", "metrics.json", "details.jsonl")
+
+
+def check_eval_inputs(output: Path, model_args: str, limit: int | None, batch_size: int) -> None:
+    """Faults of the command line, found before anything is loaded or written."""
+    if output.exists() and not output.is_dir():
+        raise ValidationError("--output must be a directory; this is an existing file", path=str(output))
+    if limit is not None and limit < 1:
+        raise ValidationError(f"--limit counts items per task and must be at least 1, got {limit}", field="limit")
+    if batch_size < 1:
+        raise ValidationError(f"--batch-size must be at least 1, got {batch_size}", field="batch-size")
+    parse_model_args(model_args)
+
+
 def run_eval(
     model: str,
     bench_dir: Path,
@@ -176,42 +279,71 @@ def run_eval(
     limit: int | None = None,
     batch_size: int = 1,
     seed: int = 0,
+    max_failures: str | int | float = 0,
 ) -> EvalOutputs:
+    """Evaluate, score and write OUTPUT/{predictions.jsonl, metrics.json, details.jsonl, run.json}.
+
+    More failed items than `max_failures` (a count, or a fraction such as 0.05) fails the run: run.json
+    records why, no metrics are written, and the response cache is kept so a re-run resumes.
+    """
     bench_dir, output = Path(bench_dir).resolve(), Path(output)
+    check_eval_inputs(output, model_args, limit, batch_size)
+    allowed_count, allowed_fraction = parse_max_failures(max_failures)
     bench = read_bench(bench_dir)
     os.environ[BENCH_ENV] = str(bench_dir)
     responses_path = output / RESPONSES_FILE
-    if _is_ours(model) and "response_cache=" not in model_args:
-        # our adapters append every answer here as it arrives; re-running the command resumes from it
+    dfa_adapter = uses_dfa_adapter(model)
+    if dfa_adapter and "response_cache" not in parse_model_args(model_args):
+        # DFA adapters append every answer here as it arrives; re-running the command resumes from it
         model_args = ",".join(filter(None, [model_args, f"response_cache={responses_path.resolve()}"]))
     lmms_dir = output / "lmms_eval"
     argv = lmms_eval_argv(model, model_args, tasks, lmms_dir, limit=limit, batch_size=batch_size, seed=seed)
-    results, answers_by_task = _simple_evaluate(
-        model, model_args, tasks, lmms_dir, limit=limit, batch_size=batch_size, seed=seed
-    )
-    expected = [t for t in results.get("configs", {}) if t.startswith(TASK_PREFIX)]
-    if not expected:
-        raise EvaluationFailed(f"no DFA-Bench task ran (requested {tasks!r})")
-    missing = [t for t in expected if not answers_by_task.get(t)]
-    if missing:
-        raise EvaluationFailed(f"no samples were logged for {missing}")
+    command = shlex.join(["lmms-eval", *argv])
+    run = {"model": model, "model_args": redact_model_args(model_args), "bench": str(bench_dir),
+           "bench_manifest_sha256": bench.manifest_sha256, "tasks": tasks, "limit": limit, "batch_size": batch_size,
+           "seed": seed, "max_failures": str(max_failures), "lmms_eval_command": command}  # fmt: skip
+    for name in OUTPUTS:  # a failed re-run must not leave the previous run's metrics looking current
+        (output / name).unlink(missing_ok=True)
+    try:
+        with _InfoLog():
+            results, answers_by_task = _simple_evaluate(
+                model, model_args, tasks, lmms_dir, limit=limit, batch_size=batch_size, seed=seed
+            )
+        expected = [t for t in results.get("configs", {}) if t.startswith(TASK_PREFIX)]
+        if not expected:
+            raise EvaluationFailed(f"no DFA-Bench task ran (requested {tasks!r})")
+        missing = [t for t in expected if not answers_by_task.get(t)]
+        if missing:
+            raise EvaluationFailed(f"no samples were logged for {missing}")
+    except EvaluationFailed as exc:
+        write_json(output / "run.json", {**run, "status": "failed", "error": str(exc), "problems": []})
+        raise
 
     rows = [row for task in expected for row in answers_by_task[task]]
-    problems = _merge_adapter_responses(rows, responses_path)
+    problems = []
+    failures = AdapterFailures([], {})
+    if dfa_adapter:
+        failures = _merge_adapter_responses(rows, responses_path, bench.manifest_sha256)
+        if failures.question_ids:
+            problems.append(failures.describe(responses_path))
+    blank = sum(1 for row in rows if not (row["response"] or "").strip())
+    if blank:
+        problems.append(f"{blank} of {len(rows)} responses are empty")
+    allowed = allowed_count if allowed_count is not None else int(allowed_fraction * len(rows))
+    if len(failures.question_ids) > allowed:
+        error = (
+            f"{len(failures.question_ids)} of {len(rows)} items failed, more than --max-failures {max_failures} "
+            f"allows; no metrics written. {failures.describe(responses_path)}"
+        )
+        write_json(output / "run.json", {**run, "status": "failed", "error": error, "problems": problems})
+        raise EvaluationFailed(error)
+
     write_jsonl(output / "predictions.jsonl", rows)
     predictions = {row["question_id"]: {**row, "line": i} for i, row in enumerate(rows, 1)}
     metrics, details, scoring_problems = score_predictions(bench, predictions, only_answered=True, seed=seed)
     problems += scoring_problems
-    empty = sum(1 for row in rows if not (row["response"] or "").strip())
-    if empty:
-        problems.append(f"{empty} of {len(rows)} responses are empty")
     write_json(output / "metrics.json", metrics)
     write_jsonl(output / "details.jsonl", details)
-    command = shlex.join(["lmms-eval", *argv])
-    write_json(
-        output / "run.json",
-        {"model": model, "model_args": redact_model_args(model_args), "bench": str(bench_dir), "bench_manifest_sha256": bench.manifest_sha256,
-         "tasks": tasks, "limit": limit, "batch_size": batch_size, "seed": seed, "lmms_eval_command": command,
-         "problems": problems},
-    )  # fmt: skip
+    write_json(output / "run.json", {**run, "status": "ok", "failed_items": len(failures.question_ids),
+                                     "problems": problems})  # fmt: skip
     return EvalOutputs(metrics, problems, lmms_dir, command)

@@ -14,21 +14,48 @@ from typing import IO
 from dfa_bench.schema import ValidationError
 
 
+def parse_json(data: str | bytes, *, path: str, line: int | None = None) -> object:
+    """json.loads, with every way untrusted text can fail turned into a ValidationError naming the
+    file and line: bytes that are not UTF-8, malformed JSON, an integer longer than Python converts
+    (4300 digits), nesting deeper than the parser recurses."""
+    where = {"path": path, "line": line}
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", **where) from None
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as exc:
+        at = f"column {exc.colno}" if line is not None else f"line {exc.lineno} column {exc.colno}"
+        raise ValidationError(f"malformed JSON: {exc.msg} ({at})", **where) from None
+    except ValueError as exc:  # int max_str_digits
+        raise ValidationError(f"unreadable JSON: {str(exc).split(';')[0]}", **where) from None
+    except RecursionError:
+        raise ValidationError("unreadable JSON: nested too deeply", **where) from None
+
+
+def read_json(path: Path | str) -> object:
+    path = Path(path)
+    if path.is_dir():
+        raise ValidationError("is a directory, expected a JSON file", path=str(path))
+    if not path.is_file():
+        raise ValidationError("file not found", path=str(path))
+    return parse_json(path.read_bytes(), path=str(path))
+
+
 def iter_jsonl(path: Path | str) -> Iterator[tuple[int, object]]:
     """Yield (line number, parsed object) for every non-blank line."""
     path = Path(path)
+    if path.is_dir():
+        raise ValidationError("is a directory, expected a JSONL file", path=str(path))
     if not path.is_file():
         raise ValidationError("file not found", path=str(path))
-    with open(path, encoding="utf-8") as handle:
+    with open(path, "rb") as handle:
         for line_no, line in enumerate(handle, 1):
             if not line.strip():
                 continue
-            try:
-                yield line_no, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValidationError(
-                    f"malformed JSON: {exc.msg} (column {exc.colno})", path=str(path), line=line_no
-                ) from None
+            yield line_no, parse_json(line, path=str(path), line=line_no)
 
 
 _UMASK = os.umask(0)

@@ -13,7 +13,7 @@ from functools import lru_cache, partial
 from pathlib import Path
 
 from dfa_bench.bench import Bench, read_bench
-from dfa_bench.schema import ValidationError
+from dfa_bench.imaging import load_rgb
 from dfa_bench.scoring import aggregate, judge
 
 BENCH_ENV = "DFA_BENCH_DIR"
@@ -34,7 +34,13 @@ def _bench(root: Path) -> Bench:
 def _docs(dataset, task: str):
     """process_docs: replace the placeholder split with this task's items from the bench."""
     bench = _bench(bench_dir())
-    rows = [{**item, "image_path": str(bench.image_path(item))} for item in bench.items_for(task)]
+    # The image bytes' and the bench's hashes travel with each doc: adapters key their response cache
+    # on them, so an answer is never served for another image or another bench.
+    rows = [
+        {**item, "image_path": str(bench.image_path(item)), "image_sha256": bench.image_sha256(item),
+         "bench_sha256": bench.manifest_sha256}
+        for item in bench.items_for(task)
+    ]  # fmt: skip
     return type(dataset).from_list(rows)
 
 
@@ -44,13 +50,8 @@ ad_docs = partial(_docs, task="ad")
 
 
 def doc_to_visual(doc: dict) -> list:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(doc["image_path"]) as image:
-            return [image.convert("RGB")]
-    except (OSError, UnidentifiedImageError) as exc:
-        raise ValidationError(f"unreadable image for {doc['question_id']}: {exc}", path=doc["image_path"]) from None
+    """The item's image, decoded in full: a damaged file raises (a per-item error in our adapters)."""
+    return [load_rgb(doc["image_path"], what=f"image for {doc['question_id']}")]
 
 
 def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:

@@ -1,8 +1,9 @@
 """The response cache: one JSONL line per answered item, appended (and flushed) as each batch arrives.
 
-A line is `{"key", "question_id", "task", "response", "score", "error", "usage"}`. `key` hashes the
-model's fingerprint, the question id, the prompt and the generation settings, so a re-run of the same
-command finds its answers and a different model or prompt never does. Lines with an `error` are kept
+A line is `{"key", "question_id", "task", "bench", "response", "score", "error", "usage"}`. `key` hashes
+the model's fingerprint, the question item (its text, options, polarity, the sha256 of its image bytes
+and of the bench manifest), the prompt and the generation settings, so a re-run of the same command
+finds its answers, and a different model, prompt, image or bench never does. Lines with an `error` are kept
 as a record but never served: a re-run asks those items again. The file is also a valid predictions
 file for `dfa-bench score` (it carries `question_id`, `response` and the DF-D `score`).
 
@@ -16,9 +17,19 @@ import json
 import os
 from pathlib import Path
 
+# What of a DFA-Bench doc identifies the question asked (image_path is left out: a moved bench is the same).
+ITEM_KEY_FIELDS = ("question_id", "task", "question", "options", "polarity", "image", "image_sha256", "bench_sha256")
 
-def cache_key(fingerprint: dict, question_id: str, prompt: str, gen_kwargs: dict) -> str:
-    payload = json.dumps([fingerprint, question_id, prompt, gen_kwargs], sort_keys=True, default=str)
+
+def item_identity(doc: dict) -> dict:
+    """The fields of a question item that its answer depends on; {} for docs of other tasks."""
+    if "image_sha256" not in doc:
+        return {}
+    return {name: doc.get(name) for name in ITEM_KEY_FIELDS}
+
+
+def cache_key(fingerprint: dict, question_id: str, prompt: str, gen_kwargs: dict, item: dict | None = None) -> str:
+    payload = json.dumps([fingerprint, question_id, prompt, gen_kwargs, item or {}], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -31,7 +42,7 @@ def _read_lines(path: Path) -> tuple[list[dict], int]:
                 break
             try:
                 row = json.loads(raw)
-            except json.JSONDecodeError:
+            except ValueError:  # JSONDecodeError, not UTF-8, or an over-long integer
                 if f.read(1):  # a bad line in the middle is not a torn write: someone edited the file
                     raise ValueError(f"{path}: line {len(rows) + 1} is not JSON; move the file aside") from None
                 break
@@ -46,6 +57,7 @@ class ResponseCache:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self.answers: dict[str, dict] = {}
+        self.keys_by_question: dict[str, set[str]] = {}  # to count answers kept for another question
         if self.path.exists():
             rows, good = _read_lines(self.path)
             if good != self.path.stat().st_size:
@@ -53,8 +65,17 @@ class ResponseCache:
                     f.truncate(good)
             for row in rows:
                 if not row.get("error") and "key" in row:
-                    self.answers[row["key"]] = row
+                    self._keep(row)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _keep(self, row: dict) -> None:
+        self.answers[row["key"]] = row
+        self.keys_by_question.setdefault(str(row.get("question_id")), set()).add(row["key"])
+
+    def stale(self, question_id: str, key: str) -> bool:
+        """Answers are cached for this question id, but none for this exact question (image, bench, ...)."""
+        keys = self.keys_by_question.get(question_id)
+        return bool(keys) and key not in keys
 
     def get(self, key: str) -> dict | None:
         return self.answers.get(key)
@@ -68,7 +89,7 @@ class ResponseCache:
             os.fsync(f.fileno())
         for row in rows:
             if not row.get("error"):
-                self.answers[row["key"]] = row
+                self._keep(row)
 
 
 def read_responses(path: Path | str) -> list[dict]:

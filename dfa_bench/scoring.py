@@ -85,12 +85,18 @@ def read_predictions(path: Path | str) -> tuple[dict[str, dict], list[str]]:
             isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score)
         ):
             raise ValidationError(f"expected a finite number or null, got {score!r}", field="score", **where)
+        if score is not None and not 0 <= score <= 1:
+            raise ValidationError(f"a forgery probability lies in [0, 1], got {score!r}", field="score", **where)
         if qid in predictions:
             problems.append(
                 f"{path}:{line_no}: duplicate question_id {qid!r} (first on line {predictions[qid]['line']}); kept the first"
             )
             continue
         predictions[qid] = {"response": response, "score": score, "line": line_no}
+    blank = [p["line"] for p in predictions.values() if not (p["response"] or "").strip()]
+    if blank:
+        shown = ", ".join(map(str, blank[:10])) + (" ..." if len(blank) > 10 else "")
+        problems.append(f"{path}: {len(blank)} responses are null or empty (lines {shown}); scored as unparseable")
     return predictions, problems
 
 

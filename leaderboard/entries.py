@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
-from dfa_bench.io import write_json
+from dfa_bench.io import read_json, write_json
 from dfa_bench.schema import ValidationError
 
 SCHEMA = 1
@@ -163,11 +163,7 @@ def validate_entry(entry: object, *, path: str | None = None) -> dict:
 
 
 def read_entry(path: Path | str) -> dict:
-    try:
-        entry = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValidationError(f"malformed JSON: {exc}", path=str(path)) from None
-    return validate_entry(entry, path=str(path))
+    return validate_entry(read_json(path), path=str(path))
 
 
 def reference_entries() -> list[dict]:
@@ -221,10 +217,7 @@ def read_config(leaderboard_dir: Path | str) -> dict:
         raise ValidationError(
             "not a leaderboard (run `dfa-bench leaderboard init --bench DIR --leaderboard DIR`)", path=str(path)
         )
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValidationError(f"malformed JSON: {exc}", path=str(path)) from None
+    config = read_json(path)
     bench = config.get("bench") if isinstance(config, dict) else None
     if not isinstance(bench, dict) or not all(isinstance(bench.get(k), str) for k in ("manifest_sha256", "path")):
         raise ValidationError("expected {name, version, manifest_sha256, path}", path=str(path), field="bench")

@@ -102,5 +102,7 @@ def _loads(raw: bytes, where: str, *, jsonl: bool = False) -> object:
     except json.JSONDecodeError as exc:
         at = f"column {exc.colno}" if jsonl else f"line {exc.lineno} column {exc.colno}"
         raise SubmissionRejected(f"{where}: malformed JSON: {exc.msg} ({at})") from None
+    except ValueError as exc:  # an integer longer than Python converts (4300 digits)
+        raise SubmissionRejected(f"{where}: malformed JSON: {str(exc).split(';')[0]}") from None
     except RecursionError:
         raise SubmissionRejected(f"{where}: malformed JSON: nested too deeply") from None
