@@ -27,8 +27,14 @@ def bench_dir() -> Path:
 
 
 @lru_cache(maxsize=4)
-def _bench(root: Path) -> Bench:
+def _read(root: Path, manifest_stat: tuple[int, int]) -> Bench:
     return read_bench(root)
+
+
+def _bench(root: Path) -> Bench:
+    """Read once per process, and again when the manifest changed (a rebuilt or edited bench)."""
+    stat = (root / "manifest.json").stat() if (root / "manifest.json").exists() else None
+    return _read(root, (stat.st_mtime_ns, stat.st_size) if stat else (0, 0))
 
 
 def _docs(dataset, task: str):

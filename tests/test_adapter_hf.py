@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from dfa_bench.adapters.base import Query
+from dfa_bench.adapters.base import AdapterConfigError, Query
 from dfa_bench.adapters.hf import DFAHF, answer_token_ids, truncate_at_stops
 from dfa_bench.tiny_models import build_tiny_llava
 
@@ -130,3 +133,24 @@ def test_bad_model_args_are_rejected(checkpoint):
         DFAHF.create_from_arg_string(f"pretrained={checkpoint},device=cpu,dtype=fp8")
     with pytest.raises(ValueError, match="pretrained"):
         DFAHF.create_from_arg_string("device=cpu")
+
+
+def test_a_missing_local_path_is_named(tmp_path):
+    with pytest.raises(AdapterConfigError, match=r"pretrained=/missing/path: no such file or directory"):
+        DFAHF.create_from_arg_string("pretrained=/missing/path,device=cpu", {})
+    with pytest.raises(AdapterConfigError, match="no such file or directory"):
+        DFAHF.create_from_arg_string(f"pretrained={tmp_path / 'nope'},device=cpu", {})
+
+
+def test_a_checkpoint_without_a_chat_template_stops_the_run_at_start(checkpoint, tmp_path):
+    """PaliGemma-style checkpoints ship no chat template: every item would fail, one by one."""
+    bare = tmp_path / "bare"
+    shutil.copytree(checkpoint, bare)
+    (bare / "chat_template.jinja").unlink()
+    with pytest.raises(AdapterConfigError, match=r"ships no chat template.*pass chat_template=PATH"):
+        DFAHF.create_from_arg_string(f"pretrained={bare},device=cpu,dtype=float32", {})
+    template = tmp_path / "template.jinja"
+    template.write_text((Path(checkpoint) / "chat_template.jinja").read_text())
+    adapter = DFAHF.create_from_arg_string(f"pretrained={bare},device=cpu,dtype=float32,chat_template={template}", {})
+    assert adapter.fingerprint["chat_template"] == template.read_text()
+    assert len(adapter.answer(make_queries("dfd")[:1])) == 1
