@@ -1,0 +1,197 @@
+"""The bad-input corpus: every fault a user can feed the CLI gets a one-line error naming the file, line
+or item, the documented exit code (2: bad input, 1: a run that failed), no traceback, and no output
+left behind. Each case builds its input in a fixture from a fresh bench."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from leaderboard_fixtures import make_eval_output
+from thirdparty_adapter import register
+from typer.testing import CliRunner
+
+from dfa_bench.bench import read_bench, sha256_file
+from dfa_bench.cli import app
+from dfa_bench.lmms_task import BENCH_ENV
+
+HUGE = "1" * 5000  # Python refuses to convert integers of more than 4300 digits
+
+
+@dataclass
+class Case:
+    """argv(tmp, bench) -> CLI arguments; `expect` must appear in the error; `code` the exit status."""
+
+    argv: Callable[[Path, Path], list[str]]
+    expect: Callable[[Path, Path], str]
+    code: int = 2
+    keep: tuple[str, ...] = ()  # outputs a failed run keeps on purpose (its record and resumable cache)
+
+
+def predictions(tmp: Path, raw: bytes) -> Path:
+    path = tmp / "predictions.jsonl"
+    path.write_bytes(raw)
+    return path
+
+
+def score_args(tmp: Path, bench: Path, preds: Path) -> list[str]:
+    out = tmp / "out"
+    return ["score", "--bench", str(bench), "--predictions", str(preds), "--output", f"{out}/m.json",
+            "--details", f"{out}/d.jsonl"]  # fmt: skip
+
+
+def line(qid: str = "syn000000:dfd", **fields) -> bytes:
+    return json.dumps({"question_id": qid, "response": "Yes", **fields}).encode() + b"\n"
+
+
+def huge_manifest(tmp: Path, bench: Path) -> list[str]:
+    manifest = bench / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"version"', f'"big": {HUGE}, "version"', 1))
+    return score_args(tmp, bench, predictions(tmp, line()))
+
+
+def truncated_image(tmp: Path, bench: Path) -> list[str]:
+    """A PNG cut short whose manifest hash was updated to match: only decoding finds it."""
+    item = read_bench(bench).items[0]
+    image = bench / item["image"]
+    image.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
+    manifest = json.loads((bench / "manifest.json").read_text())
+    manifest["files"][item["image"]] = sha256_file(image)
+    (bench / "manifest.json").write_text(json.dumps(manifest))
+    return ["bench", "validate", str(bench)]
+
+
+def first_image(bench: Path) -> str:
+    return str(bench / read_bench(bench).items[0]["image"])
+
+
+def submission_with_huge_integer(tmp: Path, bench: Path) -> list[str]:
+    run = make_eval_output(read_bench(bench), tmp / "run")
+    run_json = run / "run.json"
+    run_json.write_text(run_json.read_text().replace('"seed": 0', f'"seed": {HUGE}', 1))
+    board = tmp / "board"
+    assert (
+        CliRunner().invoke(app, ["leaderboard", "init", "--bench", str(bench), "--leaderboard", str(board)]).exit_code
+        == 0
+    )
+    return ["submit", str(run), "--leaderboard", str(board), "--model-name", "m", "--group", "general MLLM"]
+
+
+def eval_args(tmp: Path, bench: Path, *extra: str, model: str = "dfa_llava") -> list[str]:
+    return ["eval", "--model", model, "--bench", str(bench), "--output", str(tmp / "out"), *extra]
+
+
+def existing_file(tmp: Path, bench: Path) -> list[str]:
+    (tmp / "out").write_text("keep me")
+    return eval_args(tmp, bench)
+
+
+CASES = {
+    # score: predictions and bench files
+    "predictions not UTF-8": Case(
+        lambda t, b: score_args(t, b, predictions(t, line() + b'{"question_id": "\xff\xfe"}\n')),
+        lambda t, b: f"{t}/predictions.jsonl:2: not UTF-8",
+    ),
+    "predictions with a 5000-digit integer": Case(
+        lambda t, b: score_args(
+            t, b, predictions(t, line(score=0.5) + line("syn000001:dfd").replace(b"}", f', "score": {HUGE}}}'.encode()))
+        ),
+        lambda t, b: f"{t}/predictions.jsonl:2: unreadable JSON",
+    ),
+    "bench manifest with a 5000-digit integer": Case(huge_manifest, lambda t, b: f"{b}/manifest.json: unreadable JSON"),
+    "predictions path is a directory": Case(
+        lambda t, b: score_args(t, b, Path(t)), lambda t, b: f"{t}: is a directory"
+    ),
+    "DF-D score above 1": Case(
+        lambda t, b: score_args(t, b, predictions(t, line(score=1.5))),
+        lambda t, b: f"{t}/predictions.jsonl:1: field 'score': a forgery probability lies in [0, 1]",
+    ),
+    "DF-D score below 0": Case(
+        lambda t, b: score_args(t, b, predictions(t, line(score=-0.1))),
+        lambda t, b: f"{t}/predictions.jsonl:1: field 'score'",
+    ),
+    "malformed predictions line": Case(
+        lambda t, b: score_args(t, b, predictions(t, line() + b"{not json\n")),
+        lambda t, b: f"{t}/predictions.jsonl:2: malformed JSON",
+    ),
+    "prediction without question_id": Case(
+        lambda t, b: score_args(t, b, predictions(t, b'{"response": "Yes"}\n')),
+        lambda t, b: f"{t}/predictions.jsonl:1: field 'question_id'",
+    ),
+    "predictions file missing": Case(
+        lambda t, b: score_args(t, b, t / "nope.jsonl"), lambda t, b: f"{t}/nope.jsonl: file not found"
+    ),
+    "bench missing": Case(
+        lambda t, b: score_args(t, t / "no-bench", predictions(t, line())),
+        lambda t, b: f"{t}/no-bench/manifest.json: bench manifest not found",
+    ),
+    # bench validate
+    "truncated PNG with an updated hash": Case(truncated_image, lambda t, b: first_image(b)),
+    # eval: the command line, refused before anything loads
+    "eval --output is an existing file": Case(existing_file, lambda t, b: f"{t}/out: --output must be a directory"),
+    "eval unknown model": Case(
+        lambda t, b: eval_args(t, b, model="dfa_lava"), lambda t, b: "unknown model 'dfa_lava'; did you mean dfa_llava"
+    ),
+    "eval model arg without =": Case(
+        lambda t, b: eval_args(t, b, "--model-args", "pretrained=x,device"),
+        lambda t, b: "model argument 'device' is not name=value",
+    ),
+    "eval --limit 0": Case(lambda t, b: eval_args(t, b, "--limit", "0"), lambda t, b: "--limit counts items per task"),
+    "eval --batch-size 0": Case(
+        lambda t, b: eval_args(t, b, "--batch-size", "0"), lambda t, b: "--batch-size must be at least 1"
+    ),
+    "eval --max-failures nonsense": Case(
+        lambda t, b: eval_args(t, b, "--max-failures", "lots"), lambda t, b: "field 'max-failures'"
+    ),
+    "eval bench missing": Case(
+        lambda t, b: eval_args(t, t / "no-bench"), lambda t, b: f"{t}/no-bench/manifest.json: bench manifest not found"
+    ),
+    # submit
+    # submit: a rejected submission exits 1, like a failed run (leaderboard/README.md)
+    "submission with a 5000-digit integer": Case(
+        submission_with_huge_integer, lambda t, b: "run.json: malformed JSON: Exceeds the limit", code=1
+    ),
+    # a run that fails: exit 1, the count and the first errors
+    "eval where every item fails": Case(
+        lambda t, b: eval_args(t, b, "--model-args", "fail=all", "--limit", "2", model=register()),
+        lambda t, b: "6 of 6 items failed, more than --max-failures 0 allows",
+        code=1,
+        keep=("out",),  # run.json (why it failed), responses.jsonl (resumable), lmms-eval logs; no metrics
+    ),
+}
+
+
+def files_under(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_gets_a_clear_error(name, bench_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv(BENCH_ENV, "")
+    case = CASES[name]
+    work = tmp_path / "work"
+    work.mkdir()
+    argv = case.argv(work, bench_dir)
+    before = files_under(tmp_path)
+    result = CliRunner().invoke(app, argv)
+    error = result.stderr.strip().splitlines()[-1]  # after any progress bars and log lines of a run
+    assert result.exit_code == case.code, (result.exit_code, result.output, result.exception)
+    assert "Traceback" not in result.output
+    assert all(not ln.startswith("error") for ln in result.stderr.strip().splitlines()[:-1])  # one error line
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert case.expect(work, bench_dir) in error, error
+    assert error.startswith("error: "), error
+    left = {f for f in files_under(tmp_path) - before if not any(f.startswith(f"work/{k}") for k in case.keep)}
+    assert left == set(), left
+    assert not list(work.glob("out/**/metrics.json")) and not list(work.glob("out/predictions.jsonl"))
+
+
+def test_null_and_empty_responses_are_counted_and_warned(bench_dir, tmp_path):
+    preds = predictions(tmp_path, line() + line("syn000001:dfd", response=None) + line("syn000002:dfd", response=" "))
+    result = CliRunner().invoke(app, ["score", "--bench", str(bench_dir), "--predictions", str(preds)])
+    assert result.exit_code == 0
+    assert f"{preds}: 2 responses are null or empty (lines 2, 3)" in result.stderr
+    assert "bench items have no prediction" in result.stderr  # missing ones, counted too
