@@ -7,12 +7,16 @@ lmms-eval's results JSON) must agree with the recomputed value within TOLERANCE.
 this order and the first failure rejects the submission with a message naming the file, line and item:
 
 1. files: only JSON is parsed; paths outside the directory, non-regular files and oversized files
-   are refused (see files.py); malformed JSON and missing or mistyped fields are rejected;
+   are refused (see files.py); malformed JSON and missing or mistyped fields are rejected; lmms-eval's
+   logs are required (a hand-made predictions.jsonl alone is never a measured entry);
 2. bench: run.json's manifest sha256 must be the leaderboard's;
 3. samples: every logged question id must belong to the bench and to the task of its file, none may
-   repeat, and every bench item of each task that ran must be there (a --limit run is rejected);
-   predictions.jsonl, when present, must hold exactly the same responses;
+   repeat, every one must log the bench's reference as its target, and every bench item of each task
+   that ran must be there (a --limit run is rejected); predictions.jsonl, when present, must hold
+   exactly the same responses;
 4. metrics: metrics.json and lmms-eval's results must match the recomputed metrics.
+
+5. uniqueness: samples files identical to an existing entry's are the same run under another name.
 
 Nothing is written until all checks pass; the entry is then written atomically.
 """
@@ -32,6 +36,7 @@ from dfa_bench.leaderboard.entries import (
     SCHEMA,
     bench_path,
     entry_path,
+    load_entries,
     read_config,
     slug,
     validate_entry,
@@ -105,7 +110,10 @@ def _read_samples(files: SubmissionFiles, rel: str, task: str, bench: Bench) -> 
             raise SubmissionRejected(f"{where}: item {qid!r} is not in the leaderboard's bench")
         if item["task"] != task:
             raise SubmissionRejected(f"{where}: item {qid!r} is a {item['task']} item in the {task} samples")
-        if isinstance(sample.get("target"), str) and sample["target"] != item["answer"]:
+        if not isinstance(sample.get("target"), str):
+            # lmms-eval logs the reference next to every answer: without it, any bench's answers would pass
+            raise SubmissionRejected(f"{where}: item {qid!r}: the logged sample has no target")
+        if sample["target"] != item["answer"]:
             # the run saw other references than ours: another bench hiding behind a copied hash
             raise SubmissionRejected(f"{where}: item {qid!r}: logged target differs from the bench's reference answer")
         rows.append({"question_id": qid, "response": response, "score": None, "line": line_no, "file": rel})
@@ -326,25 +334,18 @@ def build_entry(
             f"{bench.manifest.get('name')!r} v{bench.manifest.get('version')} ({bench.manifest_sha256})"
         )
 
-    results_rel = results = None
     predictions = _read_predictions_file(files) if files.exists(PREDICTIONS_FILE) else None
-    if _latest_lmms_run(files):
-        results_rel, results, rows_by_task = _read_lmms(files, bench, run)
-        source = "lmms-eval samples"
-    elif predictions is not None:
-        rows_by_task = {}
-        for qid, prediction in predictions.items():
-            item = bench.by_id.get(qid)
-            if item is None:
-                raise SubmissionRejected(f"{PREDICTIONS_FILE}:{prediction['line']}: item {qid!r} is not in the bench")
-            row = {"question_id": qid, **prediction, "file": PREDICTIONS_FILE}
-            rows_by_task.setdefault(item["task"], []).append(row)
-        source = PREDICTIONS_FILE
-    else:
-        raise SubmissionRejected(f"no logged samples: neither {LMMS_DIR}/[*/]*_results.json nor {PREDICTIONS_FILE}")
+    if not _latest_lmms_run(files):
+        # a hand-made predictions.jsonl can say anything: it scores locally (`dfa-bench score`), never as measured
+        raise SubmissionRejected(
+            f"no lmms-eval logs: a measured entry needs lmms-eval's logged samples ({LMMS_DIR}/[*/]*_results.json "
+            f"and its samples files, as `dfa-bench eval` writes them); score a predictions file with `dfa-bench score`"
+        )
+    results_rel, results, rows_by_task = _read_lmms(files, bench, run)
+    source = "lmms-eval samples"
     _check_coverage(rows_by_task, bench, run)
     rows = {row["question_id"]: row for task_rows in rows_by_task.values() for row in task_rows}
-    if predictions is not None and results is not None:
+    if predictions is not None:
         _check_predictions(predictions, rows)
     notes = _merge_probabilities(files, rows, predictions)
 
@@ -355,8 +356,7 @@ def build_entry(
     if not files.exists(METRICS_FILE):
         raise SubmissionRejected(f"{METRICS_FILE}: missing: the submission must report its metrics")
     _compare(files.read_json(METRICS_FILE), metrics, METRICS_FILE, "")
-    if results is not None:
-        _check_lmms_results(results_rel, results, metrics, rows_by_task)
+    _check_lmms_results(results_rel, results, metrics, rows_by_task)
 
     name = (model_name or _default_name(run)).strip()
     if not slug(name):
@@ -403,6 +403,21 @@ def build_entry(
     return validate_entry(entry)
 
 
+def _answer_hashes(entry: dict) -> set[str]:
+    """sha256 of the lmms-eval samples files an entry was recomputed from: the answers themselves."""
+    files = (entry.get("source") or {}).get("files") or {}
+    return {digest for rel, digest in files.items() if "_samples_" in rel}
+
+
+def _same_run(entry: dict, existing: list[dict], *, replacing: str | None) -> str | None:
+    """The name of an existing entry made from the very same samples files, if any."""
+    mine = _answer_hashes(entry)
+    for other in existing:
+        if other["model"] != replacing and mine and _answer_hashes(other) == mine:
+            return other["model"]
+    return None
+
+
 def submit(
     results_dir: Path | str,
     leaderboard_dir: Path | str,
@@ -434,6 +449,11 @@ def submit(
     if entry_path(leaderboard_dir, entry["model"]).exists() and not replace:
         raise SubmissionRejected(
             f"an entry named {entry['model']!r} is already on the leaderboard; pass --replace or --model-name"
+        )
+    same = _same_run(entry, load_entries(leaderboard_dir), replacing=entry["model"] if replace else None)
+    if same is not None:
+        raise SubmissionRejected(
+            f"these logged samples are already on the leaderboard as {same!r} (identical files); one run, one entry"
         )
     try:
         return entry, write_entry(leaderboard_dir, entry, replace=replace)

@@ -81,16 +81,17 @@ def test_default_name_and_a_second_submission_of_the_same_name(board):
     assert load_entries(board_dir)[0]["group"] == "tuned"
 
 
-def test_predictions_only_submission_is_scored_from_predictions(board):
-    """Without lmms-eval logs (answers scored by `dfa-bench score`), predictions.jsonl is the logged source."""
+def test_a_predictions_only_submission_never_becomes_a_measured_entry(board):
+    """A hand-made predictions.jsonl (here: every reference answer, 100%) with no lmms-eval logs is refused."""
     board_dir, output, bench_dir = board
     import shutil
 
+    bench = read_bench(bench_dir)
     shutil.rmtree(output / "lmms_eval")
     (output / "responses.jsonl").unlink()
-    entry, _ = submit(output, board_dir, model_name="preds")
-    assert entry["source"]["samples"] == "predictions.jsonl"
-    assert entry["metrics"]["dfd"]["auc"] is not None  # from predictions.jsonl's score field
+    perfect = [{"question_id": i["question_id"], "response": i["answer"], "score": None} for i in bench.items]
+    (output / "predictions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in perfect))
+    _rejected(board_dir, output, "no lmms-eval logs: a measured entry needs lmms-eval's logged samples")
 
 
 def test_a_subset_of_tasks_is_accepted_with_the_other_abilities_absent(bench_dir, tmp_path):
@@ -184,6 +185,26 @@ def test_copied_hash_with_other_references_is_rejected(board):
     board_dir, output, _ = board
     edit_lines(output / samples_rel("ad"), lambda lines: [lines[0].replace('"target": "', '"target": "X'), *lines[1:]])
     _rejected(board_dir, output, f"{samples_rel('ad')}:1: .*logged target differs from the bench")
+
+
+def test_samples_without_targets_are_rejected(board):
+    """Another bench's run, its targets deleted and run.json's manifest hash forged, is not accepted."""
+    board_dir, output, _ = board
+
+    def drop_targets(lines):
+        return [json.dumps({k: v for k, v in json.loads(line).items() if k != "target"}) + "\n" for line in lines]
+
+    edit_lines(output / samples_rel("dfd"), drop_targets)
+    _rejected(board_dir, output, f"{samples_rel('dfd')}:1: item .*: the logged sample has no target")
+
+
+def test_the_same_run_under_another_name_is_rejected(board):
+    board_dir, output, _ = board
+    submit(output, board_dir, model_name="first")
+    for name in ("second", "third"):
+        _rejected(board_dir, output, "already on the leaderboard as 'first' \\(identical files\\)", model_name=name)
+    entry, _ = submit(output, board_dir, model_name="first", replace=True)  # replacing itself is fine
+    assert entry["model"] == "first"
 
 
 def test_missing_sample(board):
