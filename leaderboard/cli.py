@@ -86,7 +86,7 @@ def render_command(
 
 @app.command("paper-tables")
 def paper_tables_command(
-    format: Annotated[str, typer.Option("--format", help="md or latex.")] = "md",
+    format: Annotated[str, typer.Option("--format", help="md, latex or html.")] = "md",
     leaderboard: Annotated[Path | None, typer.Option(help="Add this leaderboard's measured entries.")] = None,
     output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
 ) -> None:
@@ -94,8 +94,8 @@ def paper_tables_command(
     from dfa_bench.leaderboard.entries import load_entries, read_config
     from dfa_bench.leaderboard.paper import paper_tables
 
-    if format not in ("md", "latex"):
-        _fail(f"unknown format {format!r}; use md or latex")
+    if format not in ("md", "latex", "html"):
+        _fail(f"unknown format {format!r}; use md, latex or html")
     measured = []
     if leaderboard is not None:
         try:

@@ -9,12 +9,13 @@ ablation) holds reported rows only.
 
 from __future__ import annotations
 
+import html
 from typing import NamedTuple
 
 from tabulate import tabulate
 
-from dfa_bench.leaderboard.entries import COLUMNS, PAPER_CITATION, metric_value, reference_entries
-from dfa_bench.leaderboard.render import latex_escape, pct
+from dfa_bench.leaderboard.entries import COLUMNS, PAPER_CITATION, metric_ci, metric_value, reference_entries
+from dfa_bench.leaderboard.render import CSS, latex_escape, md_escape, pct
 
 
 class PaperTable(NamedTuple):
@@ -33,8 +34,15 @@ TABLES = (
 MEASURED_SUFFIX = " (measured)"
 
 
-def _values(entry: dict) -> list[str]:
-    return [pct(v) if (v := metric_value(entry, c)) is not None else "-" for c in COLUMNS]
+def _values(entry: dict, *, with_ci: bool = False) -> list[str]:
+    """The printed cells; a measured row's value keeps its 95% interval, `95.22 [93.10, 97.05]`."""
+    cells = []
+    for column in COLUMNS:
+        value = metric_value(entry, column)
+        ci = metric_ci(entry, column) if with_ci else None
+        text = "-" if value is None else pct(value)
+        cells.append(f"{text} [{pct(ci[0])}, {pct(ci[1])}]" if value is not None and ci else text)
+    return cells
 
 
 def paper_table_rows(number: str, measured: list[dict] = ()) -> tuple[list[str], list[list[str]], list[list[str]]]:
@@ -47,7 +55,7 @@ def paper_table_rows(number: str, measured: list[dict] = ()) -> tuple[list[str],
                 placed.append((row["row"], [row["label"], *_values(entry)]))
     reported = [cells for _, cells in sorted(placed, key=lambda p: p[0])]
     extra = [
-        [f"{e['model']}{MEASURED_SUFFIX}", *_values(e)]
+        [f"{e['model']}{MEASURED_SUFFIX}", *_values(e, with_ci=True)]
         for e in sorted(measured, key=lambda e: e["model"].lower())
         if e["provenance"] == "measured" and e["group"] in table.measured_groups
     ]
@@ -68,11 +76,52 @@ def paper_tables_markdown(measured: list[dict] = ()) -> str:
     for table in TABLES:
         header, reported, extra = paper_table_rows(table.number, measured)
         parts += [f"## Table {table.number}: {table.caption}", ""]
-        parts.append(tabulate(reported + extra, headers=header, tablefmt="github", disable_numparse=True))
+        escaped = [[md_escape(row[0]), *row[1:]] for row in reported + extra]
+        parts.append(tabulate(escaped, headers=header, tablefmt="github", disable_numparse=True))
         parts.append("")
         if extra:
-            parts += [_measured_note(measured), ""]
+            parts += [md_escape(_measured_note(measured)), ""]
     return "\n".join(parts)
+
+
+def paper_tables_html(measured: list[dict] = ()) -> str:
+    """The three tables on one self-contained page, styled and locked down like the leaderboard's."""
+    esc = html.escape
+    sections = []
+    for table in TABLES:
+        header, reported, extra = paper_table_rows(table.number, measured)
+        head = "".join(
+            f'<th class="text">{esc(h)}</th>' if i == 0 else f"<th>{esc(h)}</th>" for i, h in enumerate(header)
+        )
+
+        def row_html(cells: list[str], css: str) -> str:
+            tds = [f'<td class="text">{esc(cells[0])}</td>']
+            for cell in cells[1:]:
+                value, _, ci = cell.partition(" ")
+                tds.append(f"<td>{esc(value)}" + (f' <span class="ci">{esc(ci)}</span>' if ci else "") + "</td>")
+            return f'<tr class="{css}">{"".join(tds)}</tr>'
+
+        rows = [row_html(r, "reported") for r in reported] + [row_html(r, "measured") for r in extra]
+        note = f"<p>{esc(_measured_note(measured))}</p>" if extra else ""
+        sections.append(
+            f"<h2>Table {table.number}: {esc(table.caption)}</h2>\n<table>\n<thead><tr>{head}</tr></thead>\n"
+            f"<tbody>\n{chr(10).join(rows)}\n</tbody>\n</table>\n{note}"
+        )
+    title = f"The paper's tables (reported in {PAPER_CITATION})"
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<title>{esc(title)}</title>
+<style>{CSS}</style>
+</head>
+<body>
+<h1>{esc(title)}</h1>
+{chr(10).join(sections)}
+</body>
+</html>
+"""
 
 
 def paper_tables_latex(measured: list[dict] = ()) -> str:
@@ -104,4 +153,6 @@ def paper_tables(fmt: str = "md", measured: list[dict] = ()) -> str:
         return paper_tables_markdown(measured)
     if fmt == "latex":
         return paper_tables_latex(measured)
-    raise ValueError(f"unknown format {fmt!r}; use md or latex")
+    if fmt == "html":
+        return paper_tables_html(measured)
+    raise ValueError(f"unknown format {fmt!r}; use md, latex or html")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import re
 from pathlib import Path
 
 from tabulate import tabulate
@@ -114,13 +115,14 @@ def _source(row: dict) -> str:
     return "reported [1]" if row["provenance"] == "reported" else "measured"
 
 
-def _notes(rows: list[dict], benches: str) -> list[str]:
+def _notes(rows: list[dict], benches: str, esc=lambda text: text) -> list[str]:
+    """The table's footnotes; `esc` escapes the user-given parts (bench names, citations) for the format."""
     notes = ["Values in %; measured values carry a 95% bootstrap interval in brackets; best per column marked."]
     if benches:
-        notes.append(f"Measured on {benches}.")
+        notes.append(f"Measured on {esc(benches)}.")
     citations = sorted({r["citation"] for r in rows if r["provenance"] == "reported"})
     for citation in citations:
-        notes.append(f"[1] Reported in {citation}, on the paper's DFA-Bench test set (not the bench above).")
+        notes.append(f"[1] Reported in {esc(citation)}, on the paper's DFA-Bench test set (not the bench above).")
     return notes
 
 
@@ -134,6 +136,13 @@ def _bench_names(rows: list[dict]) -> str:
 
 
 HEADERS = ["Model", "Params", "Source", *(c.label for c in COLUMNS)]
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#])")
+
+
+def md_escape(text: str) -> str:
+    """User text (model and bench names) as literal Markdown: HTML escaped, as the HTML and LaTeX
+    renderers escape theirs, and Markdown's own punctuation backslash-escaped (`|` would split a cell)."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 
 def render_markdown(rows: list[dict]) -> str:
@@ -146,11 +155,11 @@ def render_markdown(rows: list[dict]) -> str:
                 value, ci = _cell_text(row["cells"][column.key])
                 value = f"**{value}**" if row["cells"][column.key]["best"] else value
                 cells.append(f"{value} {ci}".strip())
-            body.append([row["model"].replace("|", "\\|"), format_params(row["params"]), _source(row), *cells])
+            body.append([md_escape(row["model"]), format_params(row["params"]), _source(row), *cells])
         if body:
             table = tabulate(body, headers=HEADERS, tablefmt="github", disable_numparse=True)
             parts += [f"## {GROUP_TITLES[group]}", "", table, ""]
-    parts += [f"- {note}" for note in _notes(rows, _bench_names(rows))]
+    parts += [f"- {note}" for note in _notes(rows, _bench_names(rows), md_escape)]
     return "\n".join(parts) + "\n"
 
 
@@ -229,7 +238,7 @@ def render_csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-_CSS = """
+CSS = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
 table { border-collapse: collapse; }
 th, td { padding: .3rem .7rem; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
@@ -317,7 +326,7 @@ def render_html(rows: list[dict]) -> str:
 <meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
 <title>DFA-Bench leaderboard</title>
-<style>{_CSS}</style>
+<style>{CSS}</style>
 </head>
 <body>
 <h1>DFA-Bench leaderboard</h1>

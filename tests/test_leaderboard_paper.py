@@ -156,12 +156,26 @@ def test_measured_entries_appear_beside_the_reported_rows(tmp_path):
         "II": [],
         "III": ["my-mllm (measured)", "my-tuned (measured)"],
     }
-    assert tables["III"][1][-2] == ["my-mllm (measured)", "50.00", "50.00", "25.00", "12.50", "-"]
+    # measured rows keep their 95% intervals; reported rows print as the paper does
+    assert tables["III"][1][-2] == [
+        "my-mllm (measured)", "50.00 [49.00, 51.00]", "50.00 [49.00, 51.00]", "25.00 [24.00, 26.00]",
+        "12.50 [11.50, 13.50]", "-",
+    ]  # fmt: skip
     assert 'Rows marked "(measured)" were measured by DFA-Bench on test-bench v1' in result.output
 
     latex = CliRunner().invoke(app, ["paper-tables", "--format", "latex", "--leaderboard", str(board)]).output
-    assert "my-mllm (measured) & 50.00 & 50.00 & 25.00 & 12.50 & -" in latex
+    assert "my-mllm (measured) & 50.00 [49.00, 51.00] & 50.00 [49.00, 51.00] & 25.00 [24.00, 26.00]" in latex
     assert latex.count("\\multicolumn{6}{l}{\\textit{Rows marked") == 2
+
+    page = CliRunner().invoke(app, ["paper-tables", "--format", "html", "--leaderboard", str(board)])
+    assert page.exit_code == 0 and page.output.startswith("<!DOCTYPE html>")
+    assert page.output.count("<table>") == 3 and "default-src 'none'" in page.output
+    assert (
+        '<td class="text">my-mllm (measured)</td><td>50.00 <span class="ci">[49.00, 51.00]</span></td>' in page.output
+    )
+    for _, rows in EXPECTED.values():  # every reported row, as printed
+        for row in rows:
+            assert "".join(f"<td>{c}</td>" for c in row[1:]) in page.output, row
 
 
 def test_cli_paper_tables_without_leaderboard(tmp_path):
@@ -169,5 +183,5 @@ def test_cli_paper_tables_without_leaderboard(tmp_path):
     result = CliRunner().invoke(app, ["paper-tables", "--format", "latex", "--output", str(out)])
     assert result.exit_code == 0, result.output
     assert [t[1:] for t in parse_latex_tables(out.read_text())] == [rows for _, rows in EXPECTED.values()]
-    result = CliRunner().invoke(app, ["paper-tables", "--format", "html"])
-    assert result.exit_code == 2
+    result = CliRunner().invoke(app, ["paper-tables", "--format", "docx"])
+    assert result.exit_code == 2 and "use md, latex or html" in result.output
