@@ -12,8 +12,12 @@ from dfa_bench.leaderboard.cli import app as leaderboard_app
 from dfa_bench.leaderboard.cli import submit_command
 from dfa_bench.schema import ValidationError
 
+HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False, help="DFA-Bench: interactive deepfake analysis benchmark."
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings=HELP,
+    help="DFA-Bench: interactive deepfake analysis benchmark.",
 )
 bench_app = typer.Typer(no_args_is_help=True, help="Build, generate and validate bench directories.")
 dev_app = typer.Typer(no_args_is_help=True, help="Developer helpers (tiny offline models).")
@@ -25,6 +29,24 @@ app.add_typer(leaderboard_app, name="leaderboard")
 app.command("submit")(submit_command)
 probe_app = typer.Typer(no_args_is_help=True, help="Vision-only baselines (Table I): frozen backbone + linear heads.")
 app.add_typer(probe_app, name="probe")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from dfa_bench import __version__
+
+        typer.echo(f"dfa-bench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """DFA-Bench: interactive deepfake analysis benchmark."""
+
 
 HEADLINE = {"dfd": ("acc", "err", "acer", "apcer", "bpcer", "auc", "eer"), "dfc": ("acc",), "ad": ("rouge_l",)}
 
@@ -60,7 +82,7 @@ def bench_build(
     records: Annotated[Path, typer.Option(help="Input records (JSONL).")],
     images: Annotated[Path, typer.Option(help="Directory the records' image paths are relative to.")],
     output: Annotated[Path, typer.Option(help="Bench directory to write.")],
-    seed: Annotated[int, typer.Option(help="Template sampling seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seeds which question template each item gets.")] = 0,
     name: Annotated[str, typer.Option(help="Bench name for the manifest.")] = "dfa-bench",
     version: Annotated[str, typer.Option(help="Bench version for the manifest.")] = "0",
 ) -> None:
@@ -96,7 +118,7 @@ def bench_validate(
 def bench_synth(
     output: Annotated[Path, typer.Option(help="Bench directory to write.")],
     records: Annotated[int, typer.Option(help="Number of generated face records.")] = 40,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Seeds the generated faces and the question templates.")] = 0,
 ) -> None:
     """Generate a small cartoon-face bench (plumbing check, not deepfake data)."""
     import tempfile
@@ -116,7 +138,7 @@ def score(
     predictions: Annotated[Path, typer.Option(help='JSONL of {"question_id", "response"[, "score"]}.')],
     output: Annotated[Path | None, typer.Option(help="Write the metrics JSON here.")] = None,
     details: Annotated[Path | None, typer.Option(help="Write one scored line per item here.")] = None,
-    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seeds the bootstrap resampling of the 95% CIs.")] = 0,
 ) -> None:
     """Score predictions made by any inference code against a bench."""
     from dfa_bench.bench import read_bench
@@ -211,7 +233,7 @@ _CATEGORY_COLUMNS = ("bona_fide", "face_swapping", "face_reenactment", "face_edi
 @data_app.command("build-mini")
 def data_build_mini(
     output: Annotated[Path, typer.Option(help="Build directory (resumes if it holds an interrupted build).")],
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Seeds the forgeries, the split and the question templates.")] = 0,
     size: Annotated[int, typer.Option(help="Aligned crop size in pixels.")] = 224,
     per_category: Annotated[int, typer.Option(help="Records per category and split.")] = 32,
 ) -> None:
@@ -230,7 +252,7 @@ def data_build(
     output: Annotated[Path, typer.Option(help="Build directory (resumes if it holds an interrupted build).")],
     manifest: Annotated[Path | None, typer.Option(help="Generic source: CSV manifest of images and videos.")] = None,
     deepfakebench_json: Annotated[
-        list[Path] | None, typer.Option(help="DeepfakeBench/DF-40 dataset JSON (repeatable).")
+        list[Path] | None, typer.Option(metavar="JSON", help="DeepfakeBench/DF-40 dataset JSON (repeatable).")
     ] = None,
     root: Annotated[Path | None, typer.Option(help="Root the DeepfakeBench frame paths are relative to.")] = None,
     annotator: Annotated[str, typer.Option(help="none or openai (GPT-4o artifact descriptions).")] = "none",
@@ -251,7 +273,7 @@ def data_build(
     every: Annotated[int, typer.Option(help="Sample every N-th video frame.")] = 10,
     train: Annotated[float, typer.Option(help="Train share of identities' records.")] = 0.8,
     dev: Annotated[float, typer.Option(help="Dev share.")] = 0.1,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Seeds the identity split and the question templates.")] = 0,
     name: Annotated[str, typer.Option(help="Bench name for the manifests.")] = "dfa-bench",
 ) -> None:
     """Build DFA-Instruct training JSON and dev/test benches from DF-40 JSON or a CSV manifest."""
@@ -336,10 +358,10 @@ def probe_train(
     split: Annotated[str, typer.Option(help="Split of a build directory to train on.")] = "train",
     images: Annotated[Path | None, typer.Option(help="Folder the image paths are relative to (override).")] = None,
     epochs: Annotated[int, typer.Option(help="Passes over the train data (the paper: one).")] = 1,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Seeds the order of the training batches (the heads start at zero).")] = 0,
     batch_size: Annotated[int, typer.Option(help="Batch size for feature extraction and head training.")] = 32,
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option()] = 1e-4,
+    weight_decay: Annotated[float, typer.Option(help="AdamW/SGD weight decay.")] = 1e-4,
     optimizer: Annotated[str, typer.Option(help="adamw or sgd.")] = "adamw",
     balanced: Annotated[bool, typer.Option(help="Class-balanced (inverse frequency) loss weights.")] = False,
     cache: Annotated[Path | None, typer.Option(help="Feature cache directory (default OUTPUT/feature_cache).")] = None,

@@ -140,7 +140,7 @@ def test_model_names_are_escaped_in_markdown(entries):
     entries[0]["model"] = '<img src=x onerror="alert(1)">'
     entries[1]["model"] = "[click](javascript:alert(1))"
     md = render(entries, "md")
-    assert "<img" not in md and "&lt;img src=x onerror=\"alert(1)\"&gt;" in md
+    assert "<img" not in md and '&lt;img src=x onerror="alert(1)"&gt;' in md
     assert "| [click]" not in md and "| \\[click\\](javascript:alert(1))" in md  # no link
 
 
