@@ -61,3 +61,25 @@ def test_unset_bench_and_bad_images_are_clear_errors(docs, monkeypatch, tmp_path
     monkeypatch.delenv(lmms_task.BENCH_ENV)
     with pytest.raises(RuntimeError, match="DFA_BENCH_DIR"):
         lmms_task.bench_dir()
+
+
+def test_a_truncated_image_is_an_error_even_after_lmms_eval_allows_truncated_loading(docs, tmp_path, monkeypatch):
+    import lmms_eval.api.task  # noqa: F401  (sets ImageFile.LOAD_TRUNCATED_IMAGES = True on import)
+    from PIL import ImageFile
+
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+    source = docs["dfd"][0]["image_path"]
+    cut = tmp_path / "cut.png"
+    data = open(source, "rb").read()
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValidationError, match=r"cut\.png: unreadable image for .*truncated"):
+        lmms_task.doc_to_visual({**docs["dfd"][0], "image_path": str(cut)})
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # lmms-eval's setting is left as it was
+    assert lmms_task.doc_to_visual(docs["dfd"][0])[0].size == (64, 64)
+
+
+def test_docs_carry_the_image_and_bench_hashes(docs, bench_dir):
+    bench = read_bench(bench_dir)
+    doc = docs["dfc"][0]
+    assert doc["image_sha256"] == bench.manifest["files"][doc["image"]]
+    assert doc["bench_sha256"] == bench.manifest_sha256
