@@ -432,5 +432,5 @@ def test_a_task_answered_only_with_the_abstain_marker_shows_as_missing(bench_dir
     (entry,) = load_entries(tmp_path / "board")
     assert entry["abstained"] == ["ad"] and entry["metrics"]["ad"]["rouge_l"] == 0.0
     assert entry["group"] == "vision-only" and entry["model"] == "dfa_probe"  # defaults from the adapter
-    row = next(line for line in render([entry], "md").splitlines() if line.startswith("| dfa_probe"))
+    row = next(line for line in render([entry], "md").splitlines() if line.startswith("| dfa\\_probe"))  # escaped
     assert row.rstrip(" |").endswith("| -")
