@@ -160,10 +160,23 @@ class DFAHF(DFAAdapter):
         """(model, processor) from `self.pretrained`, on the requested device and dtype."""
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        processor = AutoProcessor.from_pretrained(self.pretrained, trust_remote_code=self.trust_remote_code)
+        processor = self.load_processor(AutoProcessor)
         self.check_processor(processor)
         model = AutoModelForImageTextToText.from_pretrained(self.pretrained, **self._from_pretrained_kwargs())
         return model, processor
+
+    def load_processor(self, auto_class: Any, **kwargs: Any) -> Any:
+        """`auto_class.from_pretrained(self.pretrained)`; a checkpoint without an image processor config
+        is named as such (transformers' OSError reads like a download problem)."""
+        try:
+            return auto_class.from_pretrained(self.pretrained, trust_remote_code=self.trust_remote_code, **kwargs)
+        except OSError as exc:
+            if "image processor" not in str(exc):
+                raise
+            raise AdapterConfigError(
+                f"{self.name}: {self.pretrained} has no image processor (no preprocessor_config.json or "
+                "processor_config.json); DFA-Bench needs an image-text-to-text checkpoint"
+            ) from None
 
     def check_processor(self, processor: Any) -> None:
         """What every item needs, checked once before the weights load: an image processor and a chat

@@ -46,7 +46,7 @@ class DFALlava(DFAHF):
     def load_model(self) -> tuple[Any, Any]:
         from transformers import AutoProcessor, LlavaForConditionalGeneration
 
-        processor = AutoProcessor.from_pretrained(self.pretrained, trust_remote_code=self.trust_remote_code)
+        processor = self.load_processor(AutoProcessor)
         tokenizer = getattr(processor, "tokenizer", processor)
         if not getattr(processor, "chat_template", None) and not getattr(tokenizer, "chat_template", None):
             # older llava-hf exports and hand-made local checkpoints ship no template: use llava-hf 1.5's

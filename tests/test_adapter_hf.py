@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -154,3 +155,23 @@ def test_a_checkpoint_without_a_chat_template_stops_the_run_at_start(checkpoint,
     adapter = DFAHF.create_from_arg_string(f"pretrained={bare},device=cpu,dtype=float32,chat_template={template}", {})
     assert adapter.fingerprint["chat_template"] == template.read_text()
     assert len(adapter.answer(make_queries("dfd")[:1])) == 1
+
+
+def test_a_text_only_checkpoint_is_refused_before_its_weights_load(checkpoint, tmp_path):
+    from transformers import LlamaConfig
+
+    text_only = tmp_path / "text-only"
+    text_only.mkdir()
+    LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2).save_pretrained(
+        text_only
+    )
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copy(Path(checkpoint) / name, text_only / name)
+    with pytest.raises(AdapterConfigError, match=r"has no image processor .*image-text-to-text checkpoint"):
+        DFAHF.create_from_arg_string(f"pretrained={text_only},device=cpu", {})  # no weights: never reached
+    # a tokenizer that does not name a multimodal processor class: AutoProcessor gives the bare tokenizer
+    config = json.loads((text_only / "tokenizer_config.json").read_text())
+    config.pop("processor_class", None)
+    (text_only / "tokenizer_config.json").write_text(json.dumps(config))
+    with pytest.raises(AdapterConfigError, match=r"has no image processor \(.*Tokenizer"):
+        DFAHF.create_from_arg_string(f"pretrained={text_only},device=cpu", {})
