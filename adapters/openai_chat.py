@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from loguru import logger
 
 from dfa_bench.adapters.base import AdapterConfigError, Answer, DFAAdapter, Query, as_bool, forgery_probability
-from dfa_bench.annotate import cost_usd, data_url, map_bounded, openai_client, prices_for
+from dfa_bench.instruct.annotate import cost_usd, data_url, map_bounded, openai_client, prices_for
 
 DETAILS = ("auto", "low", "high")
 IMAGE_MIME = {"png": "image/png", "jpeg": "image/jpeg"}

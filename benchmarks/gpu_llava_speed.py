@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from loguru import logger
 
     from dfa_bench.bench import build_bench
-    from dfa_bench.synthetic import make_source
+    from dfa_bench.instruct.synthetic import make_source
 
     logger.remove()  # per-call info lines from lmms-eval and the adapter would bury the table
     logger.add(sys.stderr, level="WARNING")

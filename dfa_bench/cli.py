@@ -124,7 +124,7 @@ def bench_synth(
     import tempfile
 
     from dfa_bench.bench import build_bench
-    from dfa_bench.synthetic import make_source
+    from dfa_bench.instruct.synthetic import make_source
 
     with tempfile.TemporaryDirectory() as tmp:
         records_path = make_source(tmp, records, seed=seed)
@@ -238,7 +238,7 @@ def data_build_mini(
     per_category: Annotated[int, typer.Option(help="Records per category and split.")] = 32,
 ) -> None:
     """Build DFA-Bench-mini offline from real photos inside installed PyPI packages."""
-    from dfa_bench.mini import build_mini
+    from dfa_bench.instruct.mini import build_mini
 
     try:
         summary = build_mini(output, seed=seed, size=size, per_category=per_category)
@@ -279,21 +279,21 @@ def data_build(
     """Build DFA-Instruct training JSON and dev/test benches from DF-40 JSON or a CSV manifest."""
     from itertools import chain
 
-    from dfa_bench import pipeline
+    from dfa_bench.instruct import pipeline
 
     if not manifest and not deepfakebench_json:
         _fail("give --manifest and/or --deepfakebench-json")
     jobs = []
     with pipeline.BuildReport(output / pipeline.REPORT) as report:
         if manifest:
-            from dfa_bench.sources.manifest import read_manifest
+            from dfa_bench.instruct.sources.manifest import read_manifest
 
             items, problems = read_manifest(manifest)
             for problem in problems:
                 report.add(problem.split(": ")[0], "source", problem)
             jobs.append(pipeline.jobs_from_manifest(items))
         for json_file in deepfakebench_json or []:
-            from dfa_bench.sources.deepfakebench import read_deepfakebench_json
+            from dfa_bench.instruct.sources.deepfakebench import read_deepfakebench_json
 
             try:
                 entries, missing = read_deepfakebench_json(json_file, root or json_file.parent)
@@ -306,7 +306,7 @@ def data_build(
     typer.echo(f"aligned: {counts}")
     record_annotator = conversations = None
     if annotator == "openai":
-        from dfa_bench.annotate import OpenAIAnnotator
+        from dfa_bench.instruct.annotate import OpenAIAnnotator
 
         gpt = OpenAIAnnotator(
             output / "work/annotation_cache", model=model, base_url=base_url, batch=batch, poll_interval=poll_interval
@@ -316,7 +316,7 @@ def data_build(
             return
         record_annotator = pipeline.OpenAIRecordAnnotator(gpt)
         if free_conversations:
-            from dfa_bench.conversations import ConversationGenerator
+            from dfa_bench.instruct.conversations import ConversationGenerator
 
             conversations = ConversationGenerator(output / "work/conversation_cache", model=model, base_url=base_url)
     elif annotator != "none":
@@ -339,7 +339,7 @@ def data_stats_command(
     output: Annotated[Path | None, typer.Option(help="Where to write the plots (default BUILD/stats).")] = None,
 ) -> None:
     """The paper's Fig. 3 statistics: word cloud of answers, QA pairs by ability, images by split and category."""
-    from dfa_bench.stats import data_stats
+    from dfa_bench.instruct.stats import data_stats
 
     try:
         stats = data_stats(build, output)
@@ -371,7 +371,7 @@ def probe_train(
     ] = False,
 ) -> None:
     """Train the DF-D (2-way) and DF-C (5-way) linear heads on a frozen backbone's cached features."""
-    from dfa_bench.adapters.probe import train_probe
+    from dfa_bench.adapters.probe_training import train_probe
 
     try:
         summary = train_probe(

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from dfa_bench.bench import build_bench
-from dfa_bench.synthetic import make_source
+from dfa_bench.instruct.synthetic import make_source
 
 
 @pytest.fixture(scope="session")

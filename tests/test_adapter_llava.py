@@ -150,8 +150,8 @@ def test_checkpoint_without_chat_template_gets_the_vicuna_template(checkpoint, a
 def test_run_eval_end_to_end(checkpoint, tmp_path, monkeypatch):
     from dfa_bench.bench import build_bench
     from dfa_bench.evaluate import run_eval
+    from dfa_bench.instruct.synthetic import make_source
     from dfa_bench.lmms_task import BENCH_ENV
-    from dfa_bench.synthetic import make_source
 
     for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.setenv(name, "1")

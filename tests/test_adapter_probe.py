@@ -12,20 +12,14 @@ from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from dfa_bench.adapters.base import Query
-from dfa_bench.adapters.probe import (
-    DFAProbe,
-    Probe,
-    dfc_response,
-    dfd_response,
-    make_backbone,
-    resolve_training_data,
-    train_probe,
-)
+from dfa_bench.adapters.probe import DFAProbe, Probe, dfc_response, dfd_response
+from dfa_bench.adapters.probe_features import make_backbone, resolve_training_data
+from dfa_bench.adapters.probe_training import train_probe
 from dfa_bench.cli import app
+from dfa_bench.instruct.synthetic import artifact_description, draw_face
 from dfa_bench.io import write_jsonl
 from dfa_bench.parsing import parse
 from dfa_bench.schema import CATEGORIES, CATEGORY_NAMES, label_of
-from dfa_bench.synthetic import artifact_description, draw_face
 from dfa_bench.templates import question_items
 
 PER_CATEGORY = 6
@@ -254,7 +248,7 @@ def test_timm_backbone_from_a_local_checkpoint(build, tmp_path):
 def test_probe_through_lmms_eval(trained, tmp_path):
     from dfa_bench.bench import build_bench
     from dfa_bench.evaluate import run_eval
-    from dfa_bench.synthetic import make_source
+    from dfa_bench.instruct.synthetic import make_source
 
     head = trained[0]
     make_source(tmp_path / "src", 10, seed=2)

@@ -9,7 +9,7 @@ import pytest
 from fake_openai import FakeOpenAI
 from PIL import Image
 
-from dfa_bench.annotate import PROMPT_PAIRED, PROMPT_SINGLE, AnnotationRequest, OpenAIAnnotator, prompt_for
+from dfa_bench.instruct.annotate import PROMPT_PAIRED, PROMPT_SINGLE, AnnotationRequest, OpenAIAnnotator, prompt_for
 
 SECRET = "sk-test-SECRET-123"
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from fake_openai import FakeOpenAI
 
-from dfa_bench.conversations import ConversationGenerator, parse_turns, prompt_for_record
+from dfa_bench.instruct.conversations import ConversationGenerator, parse_turns, prompt_for_record
 
 SECRET = "sk-test-SECRET-123"
 

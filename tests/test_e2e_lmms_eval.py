@@ -12,7 +12,7 @@ import pytest
 
 from dfa_bench.bench import build_bench
 from dfa_bench.evaluate import tasks_path
-from dfa_bench.synthetic import make_source
+from dfa_bench.instruct.synthetic import make_source
 from dfa_bench.tiny_models import build_tiny_llava
 
 pytestmark = pytest.mark.slow

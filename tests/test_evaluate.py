@@ -12,9 +12,9 @@ from thirdparty_adapter import ImageMeanAdapter, register
 
 from dfa_bench.bench import build_bench, sha256_file
 from dfa_bench.evaluate import EvaluationFailed, parse_max_failures, run_eval, uses_dfa_adapter
+from dfa_bench.instruct.synthetic import make_source
 from dfa_bench.lmms_task import BENCH_ENV
 from dfa_bench.schema import ValidationError
-from dfa_bench.synthetic import make_source
 
 LIMIT = 3  # items per task: 9 questions a run
 

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from dfa_bench.faces import FaceAligner, similarity_to_template
-from dfa_bench.regions import FIVE_POINT_TEMPLATE
+from dfa_bench.instruct.faces import FaceAligner, similarity_to_template
+from dfa_bench.instruct.regions import FIVE_POINT_TEMPLATE
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from dfa_bench import forge
-from dfa_bench.faces import FaceAligner
-from dfa_bench.regions import ARTIFACT_DESCRIPTIONS, FIVE_POINT_TEMPLATE, covered_regions, describe_artifacts
+from dfa_bench.instruct import forge
+from dfa_bench.instruct.faces import FaceAligner
+from dfa_bench.instruct.regions import ARTIFACT_DESCRIPTIONS, FIVE_POINT_TEMPLATE, covered_regions, describe_artifacts
 from dfa_bench.schema import FORGERY_CATEGORIES
 
 SEEDS = range(10)

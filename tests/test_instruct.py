@@ -6,8 +6,8 @@ import shutil
 import pytest
 
 from dfa_bench.bench import read_records
-from dfa_bench.instruct import check_no_leak, llava_conversations, write_training_json
-from dfa_bench.split import identity_disjoint_split
+from dfa_bench.instruct.llava_json import check_no_leak, llava_conversations, write_training_json
+from dfa_bench.instruct.split import identity_disjoint_split
 
 
 def test_llava_training_files(synthetic_source, tmp_path):

@@ -16,11 +16,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from dfa_bench.bench import build_bench, read_bench
+from dfa_bench.instruct.synthetic import make_source
 from dfa_bench.leaderboard.cli import app, submit_command
 from dfa_bench.leaderboard.files import SubmissionRejected
 from dfa_bench.leaderboard.submit import submit
 from dfa_bench.scoring import read_predictions, score_predictions
-from dfa_bench.synthetic import make_source
 from dfa_bench.tiny_models import build_tiny_llava
 
 pytestmark = pytest.mark.slow

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from dfa_bench import mini, pipeline
 from dfa_bench.bench import read_bench
+from dfa_bench.instruct import mini, pipeline
+from dfa_bench.instruct.regions import REGIONS
 from dfa_bench.io import iter_jsonl
-from dfa_bench.regions import REGIONS
 from dfa_bench.schema import CATEGORIES
 
 PER_CATEGORY = 4

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from dfa_bench import pipeline
 from dfa_bench.bench import read_bench
+from dfa_bench.instruct import pipeline
+from dfa_bench.instruct.sources.manifest import read_manifest
 from dfa_bench.io import iter_jsonl
-from dfa_bench.sources.manifest import read_manifest
 
 
 def _face(variant: int) -> Image.Image:

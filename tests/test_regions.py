@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dfa_bench.regions import REGIONS, covered_regions, describe_artifacts, region_masks
+from dfa_bench.instruct.regions import REGIONS, covered_regions, describe_artifacts, region_masks
 
 SIZE = 224
 

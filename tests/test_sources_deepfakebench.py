@@ -4,9 +4,9 @@ import json
 
 import pytest
 
+from dfa_bench.instruct.sources.deepfakebench import read_deepfakebench_json
+from dfa_bench.instruct.taxonomy import category_of
 from dfa_bench.schema import ValidationError
-from dfa_bench.sources.deepfakebench import read_deepfakebench_json
-from dfa_bench.taxonomy import category_of
 
 
 def _frames(root, video, n):

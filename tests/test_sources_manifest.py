@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dfa_bench.sources.manifest import read_manifest
+from dfa_bench.instruct.sources.manifest import read_manifest
 
 
 def test_reads_good_rows_and_reports_bad_ones(tmp_path):

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dfa_bench.instruct.sources.video import sample_frames
 from dfa_bench.schema import ValidationError
-from dfa_bench.sources.video import sample_frames
 
 
 def _write_video(path, n_frames=25):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from dfa_bench.split import check_disjoint, identity_disjoint_split
+from dfa_bench.instruct.split import check_disjoint, identity_disjoint_split
 
 
 def _records(n_people: int = 60) -> list[dict]:

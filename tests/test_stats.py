@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from dfa_bench.instruct.stats import PLOTS, data_stats
 from dfa_bench.schema import CATEGORIES, ValidationError
-from dfa_bench.stats import PLOTS, data_stats
 
 W, H = 320, 200
 
@@ -198,6 +198,6 @@ def test_crash_keeps_previous_png(tmp_path, monkeypatch):
 
 def test_import_is_light():
     """The plotting libraries load only when data_stats runs."""
-    code = "import sys, dfa_bench.stats; print(sorted({'matplotlib', 'wordcloud'} & set(sys.modules)))"
+    code = "import sys, dfa_bench.instruct.stats; print(sorted({'matplotlib', 'wordcloud'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from dfa_bench.instruct.taxonomy import FAKE_REAL_LAYOUT, TECHNIQUE_CATEGORY, TECHNIQUES_BY_CATEGORY, category_of
 from dfa_bench.schema import FORGERY_CATEGORIES
-from dfa_bench.taxonomy import FAKE_REAL_LAYOUT, TECHNIQUE_CATEGORY, TECHNIQUES_BY_CATEGORY, category_of
 
 
 def test_all_forty_techniques_with_the_paper_s_added_edits():

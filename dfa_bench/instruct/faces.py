@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dfa_bench.regions import FIVE_POINT_TEMPLATE
+from dfa_bench.instruct.regions import FIVE_POINT_TEMPLATE
 
 
 @dataclass

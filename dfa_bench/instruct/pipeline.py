@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
+from dfa_bench.instruct.split import check_disjoint, identities_of, plan_split
 from dfa_bench.io import AppendLog, atomic_open, atomic_write_bytes, iter_jsonl, write_json, write_json_array
 from dfa_bench.schema import ValidationError, label_of, validate_record
-from dfa_bench.split import check_disjoint, identities_of, plan_split
 from dfa_bench.templates import question_items
 
 JOURNAL = "work/records.jsonl"
@@ -99,7 +99,7 @@ _ALIGNER = None
 def _init_worker(size: int, threads: int) -> None:
     import torch
 
-    from dfa_bench.faces import FaceAligner
+    from dfa_bench.instruct.faces import FaceAligner
 
     global _ALIGNER
     torch.set_num_threads(threads)
@@ -127,7 +127,7 @@ def _align_outcomes(job: AlignJob, every: int, max_frames: int | None) -> list[A
     if job.source is not None and not os.path.isfile(job.source):
         return [AlignOutcome(job.key, reason=f"bona fide source not found: {job.source}")]
     if job.is_video:
-        from dfa_bench.sources.video import sample_frames
+        from dfa_bench.instruct.sources.video import sample_frames
 
         outcomes = []
         try:
@@ -149,7 +149,7 @@ class _InProcess:
 
     def __init__(self, size: int) -> None:
         global _ALIGNER
-        from dfa_bench.faces import FaceAligner
+        from dfa_bench.instruct.faces import FaceAligner
 
         _ALIGNER = FaceAligner(size=size)
 
@@ -255,7 +255,7 @@ def align_sources(
 
 
 def jobs_from_manifest(items) -> Iterator[AlignJob]:
-    """AlignJobs from `dfa_bench.sources.manifest.SourceItem`s."""
+    """AlignJobs from `dfa_bench.instruct.sources.manifest.SourceItem`s."""
     for item in items:
         yield AlignJob(str(item.path), str(item.path), item.label, item.category, item.technique, item.identity,
                        item.related_identities, str(item.source) if item.source else None, None, item.is_video)  # fmt: skip
@@ -264,7 +264,7 @@ def jobs_from_manifest(items) -> Iterator[AlignJob]:
 def jobs_from_deepfakebench(entries) -> Iterator[AlignJob]:
     """AlignJobs from DeepfakeBench frame entries. Identities come from the video name: FF++-style
     fakes are named `target_source`, so both identities are linked and stay in one split."""
-    from dfa_bench.taxonomy import category_of
+    from dfa_bench.instruct.taxonomy import category_of
 
     for entry in entries:
         first, *rest = entry.video.split("_")
@@ -302,7 +302,7 @@ class MaskAnnotator(Annotator):
         import numpy as np
         from PIL import Image
 
-        from dfa_bench.regions import describe_artifacts
+        from dfa_bench.instruct.regions import describe_artifacts
 
         texts, failures = {}, {}
         for record in records:
@@ -318,7 +318,7 @@ class MaskAnnotator(Annotator):
 
 
 class OpenAIRecordAnnotator(Annotator):
-    """GPT-4o (or any OpenAI-compatible server) through `dfa_bench.annotate.OpenAIAnnotator`."""
+    """GPT-4o (or any OpenAI-compatible server) through `dfa_bench.instruct.annotate.OpenAIAnnotator`."""
 
     name = "openai"
 
@@ -328,7 +328,7 @@ class OpenAIRecordAnnotator(Annotator):
 
     @staticmethod
     def _requests(records: Iterable[dict], root: Path) -> list:
-        from dfa_bench.annotate import AnnotationRequest
+        from dfa_bench.instruct.annotate import AnnotationRequest
 
         return [
             AnnotationRequest(r["record_id"], r["category"], root / r["image"], Path(r["source"]) if r.get("source") else None)
@@ -445,7 +445,7 @@ def _annotate_split(out: Path, split: str, annotator: Annotator | None, report: 
 
 def _conversations(out: Path, options: FinishOptions, conversation_generator, report: BuildReport) -> dict:
     """LLaVA training JSON for the train split: dfd/dfc/ad (+ fc when an LLM is configured) and merged."""
-    from dfa_bench.instruct import llava_entry
+    from dfa_bench.instruct.llava_json import llava_entry
 
     work = out / "work"
     counts = {}
@@ -552,7 +552,7 @@ def finish_build(
 
 def annotation_dry_run(out: Path | str, annotator) -> dict:
     """What GPT annotation of the journaled forgeries would send and cost (an `OpenAIAnnotator`'s dry run)."""
-    from dfa_bench.annotate import AnnotationRequest
+    from dfa_bench.instruct.annotate import AnnotationRequest
 
     out = Path(out)
     requests = [

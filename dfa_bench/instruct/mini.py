@@ -22,10 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
+from dfa_bench.instruct.pipeline import (
+    DONE_JOBS,
+    JOURNAL,
+    REPORT,
+    BuildReport,
+    FinishOptions,
+    MaskAnnotator,
+    finish_build,
+)
+from dfa_bench.instruct.split import plan_split
 from dfa_bench.io import AppendLog, atomic_write_bytes, write_json
-from dfa_bench.pipeline import DONE_JOBS, JOURNAL, REPORT, BuildReport, FinishOptions, MaskAnnotator, finish_build
 from dfa_bench.schema import CATEGORIES, label_of
-from dfa_bench.split import plan_split
 
 NAME, VERSION = "dfa-bench-mini", "1"
 LFW_UPSCALE = 8  # the 25 x 25 LFW crops are too small for MTCNN as they are
@@ -77,7 +85,7 @@ def detect_faces(photos: list[tuple[Photo, Path]], size: int, report: BuildRepor
     """Every usable face of every photo, aligned; each face that cannot be used goes to the report."""
     from PIL import Image
 
-    from dfa_bench.faces import FaceAligner
+    from dfa_bench.instruct.faces import FaceAligner
 
     aligner = FaceAligner(size=size)
     faces: list[Face] = []
@@ -170,7 +178,7 @@ def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tu
 
 def _forgery(category: str, faces: list[Face], rng: np.random.Generator):
     """(forgery, target face, other faces involved) for one record of a forgery category."""
-    from dfa_bench import forge
+    from dfa_bench.instruct import forge
 
     if category == "face_swapping":
         target, source = (faces[i] for i in rng.choice(len(faces), 2, replace=False))

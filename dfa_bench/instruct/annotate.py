@@ -10,7 +10,7 @@ With `batch=True` the same requests go through the OpenAI Batch API instead (hal
 within 24 h): one JSONL upload per chunk, one batch each, polled until done. The submitted batch id is
 saved in the cache directory before polling, so a re-run after a crash or a poll timeout resumes that
 batch rather than paying for a new one.
-(The offline annotator for known masks is `dfa_bench.regions.describe_artifacts`.)
+(The offline annotator for known masks is `dfa_bench.instruct.regions.describe_artifacts`.)
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from dfa_bench.instruct.taxonomy import TECHNIQUE_CATEGORY, normalise_technique
 from dfa_bench.schema import ValidationError
-from dfa_bench.taxonomy import TECHNIQUE_CATEGORY, normalise_technique
 
 SPLITS = ("train", "val", "test")
 

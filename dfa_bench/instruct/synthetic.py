@@ -9,8 +9,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from dfa_bench.instruct.regions import ARTIFACT_DESCRIPTIONS, REGIONS
 from dfa_bench.io import write_jsonl
-from dfa_bench.regions import ARTIFACT_DESCRIPTIONS, REGIONS
 from dfa_bench.schema import CATEGORIES, label_of
 
 TECHNIQUES = {

@@ -1,10 +1,10 @@
 """In-process forgery generators for DFA-Bench-mini: FS, FR, FE and EFS, each with its manipulation mask.
 
-They work on real faces already aligned to the 5-point template (`dfa_bench.faces`), so every crop
+They work on real faces already aligned to the 5-point template (`dfa_bench.instruct.faces`), so every crop
 has its eyes, nose and mouth at `FIVE_POINT_TEMPLATE * size` and a face from one photo can be
 transplanted onto another without further registration. Every generator is deterministic given its
 numpy Generator, leaves every pixel outside the mask it returns exactly as it was, and names the
-artifact kind it leaves (a key of `dfa_bench.regions.ARTIFACT_DESCRIPTIONS`) for the offline annotator.
+artifact kind it leaves (a key of `dfa_bench.instruct.regions.ARTIFACT_DESCRIPTIONS`) for the offline annotator.
 
 These are simple classical stand-ins for the DF-40 techniques (Poisson face swap, displacement-field
 reenactment, attribute recolouring and smoothing, morph-and-retexture synthesis): enough to exercise
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dfa_bench.regions import FIVE_POINT_TEMPLATE
+from dfa_bench.instruct.regions import FIVE_POINT_TEMPLATE
 
 MIN_SIZE = 112  # the ArcFace template's native crop; below it the eyes are a few pixels wide
 _ALPHA_FLOOR = 0.02  # blend weights below this are dropped, so the mask's edge is the edit's edge

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from dfa_bench.instruct.pipeline import ABILITIES, SPLITS
 from dfa_bench.io import atomic_open, iter_jsonl, write_json
-from dfa_bench.pipeline import ABILITIES, SPLITS
 from dfa_bench.schema import CATEGORIES, CATEGORY_NAMES, ValidationError, validate_record
 
 ABILITY_NAMES = {"dfd": "DF-D", "dfc": "DF-C", "ad": "AD", "fc": "FC"}

@@ -3,7 +3,7 @@
 As in the paper, the LLM is given the annotations, not the image: the D verdict, the C category with its
 explanation, and the AD artifact description. It writes `turns` question/answer pairs as JSON, which become a
 LLaVA-format training entry. FC is training-only; DFA-Bench never scores it. Client, cache, usage accounting
-and the thread pool are `dfa_bench.annotate.OpenAIJob`'s, so the same guarantees hold: a cached answer is
+and the thread pool are `dfa_bench.instruct.annotate.OpenAIJob`'s, so the same guarantees hold: a cached answer is
 never paid for twice, failures are per record, and the API key stays in the environment.
 """
 
@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from dfa_bench.annotate import OpenAIJob, json_digest
+from dfa_bench.instruct.annotate import OpenAIJob, json_digest
 from dfa_bench.schema import CATEGORY_EXPLANATIONS, CATEGORY_NAMES
 
 PROMPT_FC = (
