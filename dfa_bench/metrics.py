@@ -62,6 +62,30 @@ def equal_error_rate(truth_is_forgery: np.ndarray, scores: np.ndarray) -> float:
     return float(fpr[np.nanargmin(np.abs(fnr - fpr))])
 
 
+def auc_ci95(
+    truth_is_forgery: Sequence[bool], scores: Sequence[float], *, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES
+) -> list[float] | None:
+    """Percentile bootstrap 95% interval of the ROC AUC (Mann-Whitney form, ties counted half).
+
+    Not part of `dfd_metrics`' ci95: ranking every resample costs seconds on a full bench, and AUC is a
+    secondary DF-D figure. Benchmarks that need it (benchmarks/mini_learnability.py) ask for it.
+    """
+    from scipy.stats import rankdata
+
+    positive, values = np.asarray(truth_is_forgery, dtype=bool), np.asarray(scores, dtype=float)
+
+    def stats(idx: np.ndarray) -> dict[str, np.ndarray]:
+        pos = positive[idx]
+        ranks = rankdata(values[idx], axis=-1)
+        p = pos.sum(axis=-1)
+        q = idx.shape[-1] - p
+        with np.errstate(invalid="ignore", divide="ignore"):
+            auc = ((ranks * pos).sum(axis=-1) - p * (p + 1) / 2) / (p * q)
+        return {"auc": np.where((p > 0) & (q > 0), auc, np.nan)}
+
+    return bootstrap_ci(stats, len(values), seed=seed, resamples=resamples).get("auc")
+
+
 def dfd_metrics(
     truth: Sequence[str],
     predicted: Sequence[str],

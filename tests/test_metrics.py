@@ -89,3 +89,22 @@ def test_rouge_l_equals_rouge_score_on_random_pairs():
         ref = " ".join(rng.choice(vocab) for _ in range(rng.randint(0, 90)))
         hyp = " ".join(rng.choice(vocab) for _ in range(rng.randint(0, 90)))
         assert rouge_l(ref, hyp) == scorer.score(ref, hyp)["rougeL"].fmeasure, (ref, hyp)
+
+
+def test_auc_ci95_brackets_sklearns_auc_and_narrows_with_more_data():
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from dfa_bench.metrics import auc_ci95
+
+    rng = np.random.default_rng(0)
+    truth = rng.random(400) < 0.5
+    scores = np.round(truth * 0.6 + rng.random(400), 1)  # informative, with ties
+    low, high = auc_ci95(truth, scores, seed=1)
+    assert low < roc_auc_score(truth, scores) < high and low > 0.5
+    small_low, small_high = auc_ci95(truth[:40], scores[:40], seed=1)
+    assert small_high - small_low > high - low
+    assert auc_ci95(truth, scores, seed=1) == [low, high]  # seeded
+    # all scores tied: every resample is at chance exactly
+    chance = auc_ci95(np.arange(200) % 2 == 0, np.zeros(200), seed=0)
+    assert chance == [0.5, 0.5]

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dfa_bench.bench import read_bench
@@ -41,26 +42,46 @@ def test_every_packaged_photo_is_found_and_checked(built):
     assert photos["insightface_t1"]["faces"] >= 5  # a group photo gives every confident face
     assert photos["lfw_subset"]["faces"] >= 95
     assert all(p["faces"] == 1 for n, p in photos.items() if n not in ("insightface_t1", "lfw_subset"))
-    assert {p["use"] for p in photos.values() if p["licence"].startswith("unknown")} == {"test-only"}
+    # v2: every photo may train (the reasoning is in mini_photos.json's note and docs/pipeline.md)
+    assert {p["use"] for p in photos.values()} == {"any"}
 
 
-def test_splits_are_identity_disjoint_and_unknown_licences_never_train(built):
+def test_splits_are_identity_disjoint_and_share_one_mix_of_sources(built):
     out, summary = built
     split_file = json.loads((out / "split.json").read_text())
     owners = {}
     for split, identities in split_file["identities"].items():
         for identity in identities:
             assert owners.setdefault(identity, split) == split
-    public = {"astronaut", "grace_hopper", "franz_kafka"}
-    assert set(split_file["identities"]["train"]) == public
+    faces = json.loads((out / "photos.json").read_text())["faces_by_split"]
+    assert max(faces.values()) - min(faces.values()) <= 3  # a third of the faces each
     for split in ("train", "dev", "test"):
         records = _records(out, split)
         assert {r["category"] for r in records} == set(CATEGORIES)
         assert len(records) == 5 * PER_CATEGORY == summary["records"][split]
         for record in records:
             assert {record["identity"], *record["related_identities"]} <= set(split_file["identities"][split])
-            if split == "train":
-                assert set(record["photos"]) <= public
+    # every split draws on the same sources: a third of the LFW crops and of the group photo's faces each
+    by_photo = json.loads((out / "photos.json").read_text())["faces_by_split_and_photo"]
+    assert all(by_photo[s]["lfw_subset"] >= 25 and by_photo[s]["insightface_t1"] >= 1 for s in by_photo), by_photo
+
+
+def test_assign_splits_spreads_each_source_and_keeps_linked_faces_together():
+    image = np.zeros((4, 4, 3), np.uint8)
+    faces = [mini.Face(f"lfw_{i:02d}", image, "lfw_subset", "any") for i in range(30)]
+    faces += [mini.Face(f"group_{i}", image, "group", "any") for i in range(6)]
+    faces += [mini.Face(name, image, name, "any") for name in ("a", "b", "c")]
+    faces[0] = mini.Face("lfw_00", image, "lfw_subset", "any", ("person_1",))  # one person, two photos
+    faces[1] = mini.Face("lfw_01", image, "lfw_subset", "any", ("person_1",))
+    faces.append(mini.Face("held", image, "secret", "test-only"))
+    splits = mini.assign_splits(faces, seed=0)
+    split_of = {f.identity: s for s, members in splits.items() for f in members}
+    assert split_of["lfw_00"] == split_of["lfw_01"]
+    for source, n in (("lfw_subset", 30), ("group", 6)):
+        counts = [sum(f.photo == source for f in splits[s]) for s in ("train", "dev", "test")]
+        assert sum(counts) == n and max(counts) - min(counts) <= 2, (source, counts)
+    assert {split_of[n] for n in ("a", "b", "c")} == {"train", "dev", "test"}  # singles fill what is short
+    assert split_of["held"] != "train"
 
 
 def test_forgeries_carry_masks_and_region_descriptions(built):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dfa_bench.instruct.split import UnionFind
+
 SAME_PERSON = 0.6  # dlib's threshold: descriptors of one person are closer than this
 LINK_BELOW = 0.5  # pairs this close are one identity, whatever the clustering says
 
@@ -64,18 +66,12 @@ def cluster_identities(
 
     average = AgglomerativeClustering(n_clusters=None, distance_threshold=threshold, linkage="average")
     labels = average.fit_predict(descriptors)
-    parent = list(range(n))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+    links = UnionFind()
     distances = np.linalg.norm(descriptors[:, None] - descriptors[None], axis=-1)
     for a in range(n):
+        links.find(a)
         for b in range(a + 1, n):
             if labels[a] == labels[b] or distances[a, b] < link_below:
-                parent[find(a)] = find(b)
+                links.union(a, b)
     renumber: dict[int, int] = {}
-    return [renumber.setdefault(find(i), len(renumber)) for i in range(n)]
+    return [renumber.setdefault(links.find(i), len(renumber)) for i in range(n)]

@@ -2,10 +2,12 @@
 
 A small synthetic-forgery benchmark that proves the pipeline end to end; it is not a substitute for
 DF-40. The photos are located in the installed packages at build time (never copied into the
-repository) and checked against `dfa_bench/data/mini_photos.json` (sha256, licence, use). Photos of
-unknown licence are "test-only": they go to the held-out splits (dev, test), never to training data.
+repository) and checked against `dfa_bench/data/mini_photos.json` (sha256, licence, use). Every split
+holds the same mix of sources (LFW's grey crops, colour portraits, a group photo), so what a model learns
+on train can transfer to test; a photo marked "test-only" would stay out of the training split.
 
-Steps: locate photos -> detect and align every face -> assign identities to splits -> generate
+Steps: locate photos -> detect and align every face -> link faces of one person (dlib descriptors) ->
+spread each source's identity groups over the three splits -> generate
 FS/FR/FE/EFS forgeries inside each split, with masks -> augment (crop, scale, flip, JPEG quality) ->
 journal -> the shared pipeline tail (offline mask annotator, QA, LLaVA JSON, dev/test benches).
 """
@@ -16,6 +18,7 @@ import hashlib
 import importlib.metadata
 import io
 import json
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -31,11 +34,11 @@ from dfa_bench.instruct.pipeline import (
     MaskAnnotator,
     finish_build,
 )
-from dfa_bench.instruct.split import plan_split
+from dfa_bench.instruct.split import UnionFind, stratified_split
 from dfa_bench.io import AppendLog, atomic_write_bytes, write_json
 from dfa_bench.schema import CATEGORIES, label_of
 
-NAME, VERSION = "dfa-bench-mini", "1"
+NAME, VERSION = "dfa-bench-mini", "2"  # 2: splits share one mix of sources
 LFW_UPSCALE = 8  # the 25 x 25 LFW crops are too small for MTCNN as they are
 _ABBREVIATION = {"bona_fide": "real", "face_swapping": "fs", "face_reenactment": "fr", "face_editing": "fe",
                  "entire_face_synthesis": "efs"}  # fmt: skip
@@ -98,8 +101,8 @@ def detect_faces(photos: list[tuple[Photo, Path]], size: int, report: BuildRepor
                 if result.status != "ok":
                     report.add(f"{photo.name}[{i}]", "align", f"{result.status} in the upscaled LFW crop")
                     continue
-                # no identity labels ship with the subset: link all its faces so no person can straddle splits
-                faces.append(Face(f"lfw_{i:03d}", np.asarray(result.image), photo.name, photo.use, ("lfw_subset",)))
+                # no identity labels ship with the subset: link_same_people gives them identities
+                faces.append(Face(f"lfw_{i:03d}", np.asarray(result.image), photo.name, photo.use))
             continue
         with Image.open(path) as image:
             image = image.convert("RGB")
@@ -118,17 +121,30 @@ def detect_faces(photos: list[tuple[Photo, Path]], size: int, report: BuildRepor
     return faces
 
 
+def link_same_people(faces: list[Face]) -> list[Face]:
+    """Faces that dlib's descriptor puts together (identities.cluster_identities) share a `person_k`
+    link, so one person can never straddle splits, whichever photo or source a face came from."""
+    from dfa_bench.instruct.identities import FaceDescriber, cluster_identities
+
+    labels = cluster_identities(FaceDescriber().describe([f.image for f in faces]))
+    sizes = Counter(labels)
+    return [
+        Face(f.identity, f.image, f.photo, f.use, (*f.related, f"person_{k:03d}") if sizes[k] > 1 else f.related)
+        for f, k in zip(faces, labels)
+    ]
+
+
 def _cached_faces(out: Path, located: list[tuple[Photo, Path]], size: int, report: BuildReport) -> list[Face]:
     """Detected faces are kept in the build dir, so a resumed build does not detect them again."""
     cache = out / "work" / "faces.npz"
-    key = json.dumps([size, [p.sha256 for p, _ in located]])
+    key = json.dumps(["faces-v2: dlib identity links", size, [p.sha256 for p, _ in located]])
     if cache.exists():
         with np.load(cache) as stored:
             if str(stored["key"]) == key:
                 meta, images = json.loads(str(stored["meta"])), stored["images"]
                 return [Face(m["identity"], images[i], m["photo"], m["use"], tuple(m["related"]))
                         for i, m in enumerate(meta)]  # fmt: skip
-    faces = detect_faces(located, size, report)
+    faces = link_same_people(detect_faces(located, size, report))
     meta = json.dumps([{"identity": f.identity, "photo": f.photo, "use": f.use, "related": f.related} for f in faces])
     buffer = io.BytesIO()
     np.savez(buffer, key=key, meta=meta, images=np.stack([f.image for f in faces]) if faces else np.zeros((0,)))
@@ -136,13 +152,31 @@ def _cached_faces(out: Path, located: list[tuple[Photo, Path]], size: int, repor
     return faces
 
 
+SPLIT_RATIOS = {"train": 1 / 3, "dev": 1 / 3, "test": 1 / 3}
+
+
 def assign_splits(faces: list[Face], seed: int) -> dict[str, list[Face]]:
-    """Public-domain faces train; test-only faces are split identity-disjointly between dev and test."""
-    held_out = [f for f in faces if f.use == "test-only"]
-    split_of, _ = plan_split(([f.identity, *f.related] for f in held_out), {"dev": 0.5, "test": 0.5}, seed=seed)
-    splits: dict[str, list[Face]] = {"train": [f for f in faces if f.use != "test-only"], "dev": [], "test": []}
-    for face in held_out:
-        splits[split_of[face.identity]].append(face)
+    """Identity-disjoint splits that share one mix of sources: linked faces (one identity, or one person by
+    their descriptors) form a group, and each photo source's groups are spread over the three splits."""
+    links = UnionFind()
+    for face in faces:
+        links.find(face.identity)
+        for other in face.related:
+            links.union(face.identity, other)
+    members: dict[str, list[Face]] = defaultdict(list)
+    for face in faces:
+        members[links.find(face.identity)].append(face)
+    # a group's stratum: the source most of its faces come from; a photo marked test-only keeps its
+    # group out of the training split
+    groups = [
+        (root, Counter(f.photo for f in group).most_common(1)[0][0], len(group)) for root, group in members.items()
+    ]
+    held_out = {root for root, group in members.items() if any(f.use == "test-only" for f in group)}
+    split_of = stratified_split([g for g in groups if g[0] not in held_out], SPLIT_RATIOS, seed=seed)
+    split_of |= stratified_split([g for g in groups if g[0] in held_out], {"dev": 0.5, "test": 0.5}, seed=seed)
+    splits: dict[str, list[Face]] = {name: [] for name in SPLIT_RATIOS}
+    for face in faces:
+        splits[split_of[links.find(face.identity)]].append(face)
     return splits
 
 
@@ -258,7 +292,15 @@ def build_mini(out: Path | str, *, seed: int = 0, size: int = 224, per_category:
     splits = assign_splits(faces, seed)
     for row in photo_rows:
         row["faces"] = sum(f.photo == row["name"] for f in faces)
-    write_json(out / "photos.json", {"photos": photo_rows, "faces_by_split": {s: len(f) for s, f in splits.items()}})
+    by_source = {s: dict(sorted(Counter(f.photo for f in members).items())) for s, members in splits.items()}
+    write_json(
+        out / "photos.json",
+        {
+            "photos": photo_rows,
+            "faces_by_split": {s: len(f) for s, f in splits.items()},
+            "faces_by_split_and_photo": by_source,
+        },
+    )
     empty = [s for s, f in splits.items() if not f]
     if empty:
         raise RuntimeError(f"no usable faces for split(s) {empty}; see {out / REPORT}")

@@ -16,7 +16,9 @@ from collections.abc import Iterable
 DEFAULT_RATIOS = {"train": 0.8, "dev": 0.1, "test": 0.1}
 
 
-class _UnionFind:
+class UnionFind:
+    """Linked identities (or any hashable, orderable keys); the smallest key of a group is its root."""
+
     def __init__(self) -> None:
         self.parent: dict[str, str] = {}
 
@@ -48,7 +50,7 @@ def plan_split(
     ratios = dict(ratios or DEFAULT_RATIOS)
     if not ratios or any(r < 0 for r in ratios.values()) or abs(sum(ratios.values()) - 1) > 1e-6:
         raise ValueError(f"split ratios must be non-negative and sum to 1, got {ratios}")
-    links = _UnionFind()
+    links = UnionFind()
     records_of: dict[str, int] = defaultdict(int)  # per first identity; summed per group below
     for first, *others in identity_lists:
         links.find(first)
@@ -74,6 +76,37 @@ def plan_split(
     check_disjoint(identities)
     split_file = {"seed": seed, "ratios": ratios, "counts": filled, "identities": identities}
     return split_of, split_file
+
+
+def stratified_split(
+    groups: Iterable[tuple[str, str, int]], ratios: dict[str, float], *, seed: int = 0
+) -> dict[str, str]:
+    """{group: split} for (group, stratum, size) triples: each stratum spread over the splits by `ratios`.
+
+    Groups are the units that must stay together (linked identities). Within a stratum (an image source)
+    each group goes to the split furthest below its share of that stratum; ties, and strata too small to
+    spread, go to the split furthest below its share overall. Large strata are placed first.
+    """
+    groups = list(groups)
+    stratum_size: dict[str, int] = defaultdict(int)
+    for _, stratum, size in groups:
+        stratum_size[stratum] += size
+    total = sum(stratum_size.values())
+    in_stratum: dict[tuple[str, str], int] = defaultdict(int)
+    overall: dict[str, int] = defaultdict(int)
+
+    def order(entry: tuple[str, str, int]) -> tuple:
+        group, stratum, size = entry
+        return -stratum_size[stratum], stratum, -size, hashlib.sha256(f"{seed}\x1f{group}".encode()).hexdigest()
+
+    split_of = {}
+    for group, stratum, size in sorted(groups, key=order):
+        name = max(ratios, key=lambda s: (ratios[s] * stratum_size[stratum] - in_stratum[stratum, s],
+                                          ratios[s] * total - overall[s], ratios[s]))  # fmt: skip
+        split_of[group] = name
+        in_stratum[stratum, name] += size
+        overall[name] += size
+    return split_of
 
 
 def identity_disjoint_split(
