@@ -98,6 +98,8 @@ def main() -> int:
     print(f"DFA-Bench-mini v{bench.manifest['version']} test split: {len(bench.items_for('dfd'))} DF-D, "
           f"{len(bench.items_for('dfc'))} DF-C items; seed {args.seed}; work dir {work}")  # fmt: skip
     print(f"build {seconds['build']:.1f} s, probe train {seconds['train']:.1f} s, eval {seconds['eval']:.1f} s")
+    leaks = json.loads((mini / "build_summary.json").read_text())["near_duplicates_across_splits"]
+    print(f"record images that copy a face of another split (near_duplicates check): {leaks}")
     header = f"{'':28} {'DF-D ACC':>22} {'DF-D AUC':>22} {'DF-D ACER':>22} {'DF-C ACC':>22}"
     print(header)
     for name, m in rows.items():

@@ -61,6 +61,7 @@ def test_splits_are_identity_disjoint_and_share_one_mix_of_sources(built):
         assert len(records) == 5 * PER_CATEGORY == summary["records"][split]
         for record in records:
             assert {record["identity"], *record["related_identities"]} <= set(split_file["identities"][split])
+    assert summary["near_duplicates_across_splits"] == 0  # no record image copies a face of another split
     # every split draws on the same sources: a third of the LFW crops and of the group photo's faces each
     by_photo = json.loads((out / "photos.json").read_text())["faces_by_split_and_photo"]
     assert all(by_photo[s]["lfw_subset"] >= 25 and by_photo[s]["insightface_t1"] >= 1 for s in by_photo), by_photo

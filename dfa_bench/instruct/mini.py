@@ -35,7 +35,7 @@ from dfa_bench.instruct.pipeline import (
     finish_build,
 )
 from dfa_bench.instruct.split import UnionFind, stratified_split
-from dfa_bench.io import AppendLog, atomic_write_bytes, write_json
+from dfa_bench.io import AppendLog, atomic_write_bytes, iter_jsonl, write_json
 from dfa_bench.schema import CATEGORIES, label_of
 
 NAME, VERSION = "dfa-bench-mini", "2"  # 2: splits share one mix of sources
@@ -306,6 +306,28 @@ def build_mini(out: Path | str, *, seed: int = 0, size: int = 224, per_category:
         raise RuntimeError(f"no usable faces for split(s) {empty}; see {out / REPORT}")
     with AppendLog(out / JOURNAL) as journal:
         made = generate_records(out, splits, per_category, seed, journal, done)
+    leaks = copies_of_other_splits(out, splits)
+    if leaks:
+        first = leaks[0]
+        raise RuntimeError(
+            f"{len(leaks)} record images copy a face of another split, e.g. {first.record} ({first.record_split}) "
+            f"~ {first.face} ({first.face_split}), similarity {first.similarity:.3f}"
+        )
     options = FinishOptions(seed=seed, name=NAME, version=VERSION)
-    summary = finish_build(out, annotator=MaskAnnotator(), options=options, extra_summary={"photos": "photos.json"})
+    summary = finish_build(
+        out,
+        annotator=MaskAnnotator(),
+        options=options,
+        extra_summary={"photos": "photos.json", "near_duplicates_across_splits": len(leaks)},
+    )
     return {**summary, "records_made_this_run": made}  # not in build_summary.json: a rebuild is byte-identical
+
+
+def copies_of_other_splits(out: Path, splits: dict[str, list[Face]]) -> list:
+    """Record images that are (augmented, edited) copies of a face assigned to another split: none, unless
+    a face was linked to the wrong split (`near_duplicates`: registered correlation, not provenance)."""
+    from dfa_bench.instruct.near_duplicates import copies_across_splits
+
+    faces = [(f.identity, f.image, split) for split, members in splits.items() for f in members]
+    records = {row["record_id"]: row for _, row in iter_jsonl(out / JOURNAL)}
+    return copies_across_splits(faces, [(str(out / r["image"]), r["split"]) for r in records.values()])
