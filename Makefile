@@ -28,7 +28,7 @@ $(VENV)/.installed: $(VENV)/.locked pyproject.toml
 	# the leaderboard's HTML test drives Debian's chromium through its chromedriver (CI runs as root)
 	test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver; }
 	$(PY) lock/check.py
-	$(PY) -c "import dfa_bench.cli, lmms_eval, torch, transformers, facenet_pytorch, skimage, av, cv2, matplotlib, wordcloud, selenium, dlib, imagehash"
+	$(PY) -c "import dfa_bench.cli, lmms_eval, torch, transformers, facenet_pytorch, skimage, av, cv2, matplotlib, wordcloud, selenium, dlib"
 	touch $@
 
 install: $(VENV)/.installed
