@@ -136,7 +136,7 @@ def model_class(model: str) -> type:
     if model not in names:
         ours = sorted(n for n in names if n.startswith("dfa_"))
         close = difflib.get_close_matches(model, names, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        hint = f"; did you mean {', '.join(close)}?" if close else "."
         raise ValidationError(
             f"unknown model {model!r}{hint} DFA-Bench's adapters: {', '.join(ours)}. Any other lmms-eval model "
             "name works too; a new adapter registers through the `lmms_eval.models` entry point (docs/adapters.md)",
