@@ -3,12 +3,11 @@
 A sha256 check only finds byte-identical files, and an augmented copy (flipped, rescaled, shifted,
 re-compressed) differs in every byte. Perceptual hashes do not work on *aligned* faces either: measured on
 DFA-Bench-mini's 96 bona fide records, pHash (64 bits, mirror included) puts copies of one face 2 to 22
-bits apart and faces of different people in different splits as close as 8 (16-bit-side pHash, dHash,
-wHash and a mean-face residual DCT overlap as well); dlib descriptors put copies up to 0.73 apart and other
-people as close as 0.39. What separates them is registration: each source face is warped through a grid of
-flips, scales and shifts covering the augmentation, and compared with the record image by normalised
-correlation of the central crop. On the mini, a record and its own source face score at least 0.978;
-a record and the closest face of another split at most 0.952. `THRESHOLD` sits between.
+bits apart and faces of different people in different splits as close as 8. What separates them is
+registration: each source face is warped through a grid of flips, scales and shifts covering the
+augmentation, and compared with the record image by normalised correlation of the central crop. On the
+mini, a bona fide record and its own source face score at least 0.978; any record and the closest face of
+another split at most 0.952. `THRESHOLD` sits between. `python benchmarks/mini_splits.py` prints these.
 """
 
 from __future__ import annotations
