@@ -58,7 +58,7 @@ def local_path_or_hub_id(value: str, *, arg: str, adapter: str) -> str:
     """`value` unchanged; AdapterConfigError when it is meant as a local path (absolute, ./, ../, ~, or
     more than one /) and nothing is there. transformers would report it as a malformed hub repo id."""
     path = Path(value).expanduser()
-    meant_local = value.startswith(("/", "./", "../", "~", ".")) or value.count("/") > 1 or path.exists()
+    meant_local = value.startswith(("/", "~", ".")) or value.count("/") > 1
     if meant_local and not path.exists():
         raise AdapterConfigError(f"{adapter}: {arg}={value}: no such file or directory (a hub id looks like org/name)")
     return value

@@ -84,6 +84,17 @@ def paper_tables_markdown(measured: list[dict] = ()) -> str:
     return "\n".join(parts)
 
 
+def _row_html(cells: list[str], css: str) -> str:
+    """One table row; a measured cell's "value [ci]" puts its interval in a span."""
+    tds = [f'<td class="text">{html.escape(cells[0])}</td>']
+    for cell in cells[1:]:
+        value, _, ci = cell.partition(" ")
+        tds.append(
+            f"<td>{html.escape(value)}" + (f' <span class="ci">{html.escape(ci)}</span>' if ci else "") + "</td>"
+        )
+    return f'<tr class="{css}">{"".join(tds)}</tr>'
+
+
 def paper_tables_html(measured: list[dict] = ()) -> str:
     """The three tables on one self-contained page, styled and locked down like the leaderboard's."""
     esc = html.escape
@@ -93,15 +104,7 @@ def paper_tables_html(measured: list[dict] = ()) -> str:
         head = "".join(
             f'<th class="text">{esc(h)}</th>' if i == 0 else f"<th>{esc(h)}</th>" for i, h in enumerate(header)
         )
-
-        def row_html(cells: list[str], css: str) -> str:
-            tds = [f'<td class="text">{esc(cells[0])}</td>']
-            for cell in cells[1:]:
-                value, _, ci = cell.partition(" ")
-                tds.append(f"<td>{esc(value)}" + (f' <span class="ci">{esc(ci)}</span>' if ci else "") + "</td>")
-            return f'<tr class="{css}">{"".join(tds)}</tr>'
-
-        rows = [row_html(r, "reported") for r in reported] + [row_html(r, "measured") for r in extra]
+        rows = [_row_html(r, "reported") for r in reported] + [_row_html(r, "measured") for r in extra]
         note = f"<p>{esc(_measured_note(measured))}</p>" if extra else ""
         sections.append(
             f"<h2>Table {table.number}: {esc(table.caption)}</h2>\n<table>\n<thead><tr>{head}</tr></thead>\n"

@@ -147,10 +147,8 @@ def _read_predictions_file(files: SubmissionFiles) -> dict[str, dict]:
     real = files.resolve(PREDICTIONS_FILE)
     try:
         predictions, problems = read_predictions(real)
-    except ValidationError as exc:
+    except ValidationError as exc:  # non-UTF-8 bytes included: read_predictions names the line
         raise SubmissionRejected(f"malformed {PREDICTIONS_FILE}: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise SubmissionRejected(f"{PREDICTIONS_FILE}: malformed file: not UTF-8 ({exc.reason})") from None
     if problems:  # read_predictions reports duplicates and keeps the first; a submission may not have any
         raise SubmissionRejected(f"duplicated sample: {problems[0]}")
     files.hashes[PREDICTIONS_FILE] = sha256_file(real)
