@@ -12,6 +12,7 @@ ADAPTERS = {  # lmms-eval model name -> class path
     "dfa_openai": "dfa_bench.adapters.openai_chat.DFAOpenAI",
     "dfa_hf": "dfa_bench.adapters.hf.DFAHF",
     "dfa_probe": "dfa_bench.adapters.probe.DFAProbe",
+    "dfa_gpt": "dfa_bench.adapters.dfa_gpt.DFAGPT",
 }
 
 

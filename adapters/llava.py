@@ -18,7 +18,9 @@ model_args: everything `dfa_hf` takes, plus lora (a peft adapter directory) and 
 
 from __future__ import annotations
 
+import hashlib
 import warnings
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
@@ -26,6 +28,14 @@ from loguru import logger
 from dfa_bench.adapters.base import as_bool
 from dfa_bench.adapters.hf import DFAHF
 from dfa_bench.tiny_models import VICUNA_CHAT_TEMPLATE
+
+
+def lora_digest(lora: str) -> str | None:
+    """sha256 over a peft adapter directory's weight files (None for a hub id)."""
+    from dfa_bench.bench import sha256_file
+
+    files = sorted(Path(lora).glob("adapter_model*")) if Path(lora).is_dir() else []
+    return hashlib.sha256("".join(sha256_file(f) for f in files).encode()).hexdigest() if files else None
 
 
 class DFALlava(DFAHF):
@@ -40,6 +50,8 @@ class DFALlava(DFAHF):
         super().__init__(**kwargs)
         self.fingerprint["lora"] = self.lora
         if self.lora:
+            # the path alone would serve a retrained adapter the old run's cached answers
+            self.fingerprint["lora_sha256"] = lora_digest(self.lora)
             # merged and unmerged weights round differently in half precision: keep their answers apart
             self.fingerprint["merge_lora"] = self.merge_lora
 

@@ -1,0 +1,3 @@
+from dfa_gpt.cli import main
+
+main()

@@ -1,0 +1,169 @@
+"""The `dfa-gpt` command line: train, merge, ablation.
+
+Multi-GPU and multi-node runs go through accelerate (docs/dfa_gpt.md has the exact commands):
+
+    accelerate launch --config_file configs/accelerate/zero2.yaml -m dfa_gpt train --base ... --deepspeed ...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dfa_gpt.recipe import ANNOTATION_PRESETS, FULL_PRESET, Recipe
+
+HELP = {"help_option_names": ["-h", "--help"]}
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings=HELP,
+    help="DFA-GPT: LLaVA-1.5 + LoRA (rank 128) + a trainable projector, tuned on DFA-Instruct.",
+)
+D = Recipe()  # the defaults every option shows
+PRESETS = " | ".join(ANNOTATION_PRESETS)
+
+
+def sci(value: float) -> str:
+    """2e-4, not 0.0002, in --help."""
+    return f"{value:.0e}".replace("e-0", "e-")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+def recipe_options(
+    annotations: str,
+    lora_rank: int,
+    lora_alpha: int,
+    lora_dropout: float,
+    projector_lr: float,
+    lr: float,
+    weight_decay: float,
+    warmup_ratio: float,
+    scheduler: str,
+    epochs: float,
+    max_steps: int,
+    batch_size: int,
+    grad_accum: int,
+    bf16: bool,
+    gradient_checkpointing: bool,
+    model_max_length: int,
+    group_by_length: bool,
+    save_steps: int,
+    save_total_limit: int | None,
+    seed: int,
+    workers: int,
+    attn_implementation: str,
+    mismatch_limit: float,
+    deepspeed: Path | None,
+) -> Recipe:
+    try:
+        return Recipe(
+            annotations=annotations, lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+            projector_lr=projector_lr, learning_rate=lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio,
+            lr_scheduler=scheduler, epochs=epochs, max_steps=max_steps, per_device_batch_size=batch_size,
+            gradient_accumulation=grad_accum, bf16=bf16, gradient_checkpointing=gradient_checkpointing,
+            model_max_length=model_max_length, group_by_length=group_by_length, save_steps=save_steps,
+            save_total_limit=save_total_limit, seed=seed, dataloader_workers=workers,
+            attn_implementation=attn_implementation, mismatch_limit=mismatch_limit,
+            deepspeed=str(deepspeed) if deepspeed else None,
+        )  # fmt: skip
+    except ValueError as exc:
+        _fail(str(exc))
+        raise  # unreachable
+
+
+Opt = typer.Option
+
+
+@app.command("train")
+def train_command(
+    base: Annotated[str, Opt(help="Base LLaVA-1.5 checkpoint (llava-hf layout): a local path or hub id.")],
+    data: Annotated[
+        list[Path], Opt(metavar="JSON", help="LLaVA-format training JSON (repeatable): dfa_instruct_merged.json.")
+    ],
+    images: Annotated[Path, Opt(help="Root that the entries' image paths are relative to.")],
+    output: Annotated[Path, Opt(help="Run directory (adapter, projector, checkpoints, reports).")],
+    annotations: Annotated[str, Opt(help=f"Abilities trained on (Table II presets): {PRESETS}.")] = FULL_PRESET,
+    lora_rank: Annotated[int, Opt(help="LoRA rank.")] = D.lora_rank,
+    lora_alpha: Annotated[int, Opt(help="LoRA alpha.")] = D.lora_alpha,
+    lora_dropout: Annotated[float, Opt(help="LoRA dropout.")] = D.lora_dropout,
+    projector_lr: Annotated[
+        float, Opt(help="Learning rate of the multimodal projector.", show_default=sci(D.projector_lr))
+    ] = D.projector_lr,
+    lr: Annotated[
+        float, Opt("--lr", help="Learning rate of the LoRA weights.", show_default=sci(D.learning_rate))
+    ] = D.learning_rate,
+    weight_decay: Annotated[float, Opt(help="AdamW weight decay.")] = D.weight_decay,
+    warmup_ratio: Annotated[float, Opt(help="Linear warm-up, as a fraction of all steps.")] = D.warmup_ratio,
+    scheduler: Annotated[str, Opt(help="Learning-rate schedule (transformers' names).")] = D.lr_scheduler,
+    epochs: Annotated[float, Opt(help="Epochs.")] = D.epochs,
+    max_steps: Annotated[int, Opt(help="Stop after this many optimizer steps (overrides --epochs; -1: off).")] = (
+        D.max_steps
+    ),
+    batch_size: Annotated[int, Opt(help="Samples per device per step.")] = D.per_device_batch_size,
+    grad_accum: Annotated[int, Opt(help="Gradient accumulation steps.")] = D.gradient_accumulation,
+    bf16: Annotated[bool, Opt(help="bfloat16 weights and autocast (off: float32).")] = D.bf16,
+    gradient_checkpointing: Annotated[bool, Opt(help="Gradient checkpointing.")] = D.gradient_checkpointing,
+    model_max_length: Annotated[int, Opt(help="Longest sequence in tokens (image tokens included).")] = (
+        D.model_max_length
+    ),
+    group_by_length: Annotated[bool, Opt(help="Length-grouped sampler (less padding).")] = D.group_by_length,
+    save_steps: Annotated[int, Opt(help="Checkpoint every N steps.")] = D.save_steps,
+    save_total_limit: Annotated[int | None, Opt(help="Keep at most N checkpoints.")] = D.save_total_limit,
+    seed: Annotated[int, Opt(help="Seeds the LoRA initialisation, dropout and the data order.")] = D.seed,
+    workers: Annotated[int, Opt(help="Dataloader worker processes.")] = D.dataloader_workers,
+    attn_implementation: Annotated[str, Opt(help="sdpa | flash_attention_2 | eager.")] = D.attn_implementation,
+    mismatch_limit: Annotated[
+        float, Opt(help="Stop when more than this fraction of samples has a tokenization mismatch.")
+    ] = D.mismatch_limit,
+    deepspeed: Annotated[Path | None, Opt(help="DeepSpeed config (configs/deepspeed/zero2.json, zero3.json).")] = None,
+    resume: Annotated[bool, Opt(help="Continue the run in --output from its last complete checkpoint.")] = False,
+    cpu: Annotated[bool, Opt(help="Train on the CPU even when a GPU is present.")] = False,
+) -> None:
+    """Train DFA-GPT: LoRA on the LLM's linear layers and the projector, on LLaVA-format DFA-Instruct data."""
+    recipe = recipe_options(
+        annotations, lora_rank, lora_alpha, lora_dropout, projector_lr, lr, weight_decay, warmup_ratio, scheduler,
+        epochs, max_steps, batch_size, grad_accum, bf16, gradient_checkpointing, model_max_length, group_by_length,
+        save_steps, save_total_limit, seed, workers, attn_implementation, mismatch_limit, deepspeed,
+    )  # fmt: skip
+    from dfa_gpt.dataset import MismatchLimitExceeded
+    from dfa_gpt.train import RunExistsError, train
+
+    overrides = {"use_cpu": True} if cpu else {}
+    try:
+        run = train(base, data, images, output, recipe, resume=resume, **overrides)
+    except (RunExistsError, MismatchLimitExceeded) as exc:
+        _fail(str(exc), 1)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc), 1)
+    samples = run["samples"]
+    typer.echo(
+        f"{output}: {run['global_step']} steps, train loss {run['train_loss']:.4f}; {samples['trained']} samples, "
+        f"{samples['bad']} skipped (bad_samples.jsonl), {len(samples['tokenization_mismatch'])} tokenization mismatches"
+    )
+
+
+@app.command("merge")
+def merge_command(
+    run: Annotated[Path, typer.Argument(help="A DFA-GPT run directory.")],
+    output: Annotated[Path, Opt(help="Where the merged LlavaForConditionalGeneration goes.")],
+    base: Annotated[str | None, Opt(help="Base checkpoint (default: the one the run records).")] = None,
+    dtype: Annotated[str, Opt(help="auto | float32 | bfloat16 | float16.")] = "auto",
+) -> None:
+    """Fold the LoRA and the trained projector into the base: a plain llava-hf checkpoint."""
+    from dfa_gpt.merge import merge
+
+    try:
+        merge(run, output, base=base, dtype=dtype)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc), 1)
+    typer.echo(f"merged model: {output}")
+
+
+def main() -> None:
+    app()

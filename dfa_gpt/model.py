@@ -1,0 +1,92 @@
+"""The model side of DFA-GPT: a llava-hf LLaVA with LoRA on its language model and a trainable projector.
+
+LoRA placement is by full module path under the language model. A suffix list (`q_proj`, ...) also
+matches CLIP's attention layers in the vision tower, and peft's `all-linear` adds LoRA to the vision
+tower and the projector too. The projector exists before `get_peft_model`, so peft freezes it unless it
+is in `modules_to_save`: there it is trained as a full copy and saved with every checkpoint.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from dfa_gpt.recipe import PROJECTOR, Recipe
+
+
+def language_model_path(model: Any) -> str:
+    """The module path of the language model's decoder (`model.language_model` in transformers 5's LLaVA)."""
+    decoder = model.get_decoder()
+    for name, module in model.named_modules():
+        if module is decoder:
+            return name
+    raise ValueError(f"{type(model).__name__}: its decoder is not one of its modules")
+
+
+def lora_target_regex(model: Any, layers: tuple[str, ...]) -> str:
+    """A peft `target_modules` regex (peft full-matches it against module paths) for `layers` under the LM."""
+    prefix = re.escape(language_model_path(model))
+    return rf"{prefix}\.(?:.*\.)?(?:{'|'.join(map(re.escape, layers))})"
+
+
+def lora_config(model: Any, recipe: Recipe) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=recipe.lora_rank,
+        lora_alpha=recipe.lora_alpha,
+        lora_dropout=recipe.lora_dropout,
+        target_modules=lora_target_regex(model, recipe.lora_modules),
+        modules_to_save=[PROJECTOR],
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def apply_lora(model: Any, recipe: Recipe) -> Any:
+    """`get_peft_model` with the recipe's LoRA and the projector in `modules_to_save`, checked."""
+    from peft import get_peft_model
+
+    peft_model = get_peft_model(model, lora_config(model, recipe))
+    check_trainable(peft_model)
+    return peft_model
+
+
+def check_trainable(peft_model: Any) -> None:
+    """Raise unless exactly the LM's LoRA weights and the projector copy are trainable."""
+    lm = language_model_path(peft_model.get_base_model())
+    wrong, lora, projector = [], 0, 0
+    for name, param in peft_model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if "lora_" in name and f".{lm}." in f".{name}":
+            lora += 1
+        elif f"{PROJECTOR}.modules_to_save." in name:
+            projector += 1
+        else:
+            wrong.append(name)
+    if wrong:
+        raise ValueError(f"trainable parameters outside the LM's LoRA and the projector: {', '.join(wrong[:5])}")
+    if not lora or not projector:
+        raise ValueError(f"nothing to train: {lora} LoRA tensors, {projector} projector tensors")
+
+
+def load_base(base: str, recipe: Recipe, *, device_map: Any = None) -> Any:
+    """The base LLaVA in the recipe's dtype and attention implementation (SDPA unless told otherwise)."""
+    import torch
+    from transformers import LlavaForConditionalGeneration
+
+    kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if recipe.bf16 else torch.float32}
+    if recipe.attn_implementation:
+        kwargs["attn_implementation"] = recipe.attn_implementation
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    model = LlavaForConditionalGeneration.from_pretrained(base, **kwargs)
+    model.config.use_cache = False  # training: no KV cache (and gradient checkpointing requires it off)
+    return model
+
+
+def trainable_summary(peft_model: Any) -> dict[str, int]:
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in peft_model.parameters())
+    return {"trainable_parameters": trainable, "total_parameters": total}

@@ -1,0 +1,223 @@
+"""`dfa-gpt train`: transformers' Trainer with peft, the recipe's optimizer groups and a length-grouped sampler.
+
+The run directory is what `dfa_llava` (`lora=RUN`) and `dfa_gpt` (`pretrained=RUN`) load:
+
+    RUN/adapter_config.json, adapter_model.safetensors   the LoRA + the trained projector (peft)
+    RUN/processor files                                  the base's processor and chat template
+    RUN/dfa_gpt_run.json                                 base, recipe, data counts, loss curve
+    RUN/bad_samples.jsonl                                every skipped sample, with its file and index
+    RUN/checkpoint-N/                                    adapter + projector, optimizer, scheduler, RNG, state
+
+Everything else (optimizer steps, schedule, checkpoints, resume, DDP/DeepSpeed) is the Trainer's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from loguru import logger
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from dfa_bench.io import write_json
+from dfa_gpt.data import BadSampleReport, load_entries, read_report
+from dfa_gpt.dataset import Collator, TrainingSet
+from dfa_gpt.model import PROJECTOR, apply_lora, load_base, trainable_summary
+from dfa_gpt.recipe import Recipe
+
+RUN_FILE = "dfa_gpt_run.json"
+REPORT_FILE = "bad_samples.jsonl"
+CHECKPOINT_FILES = ("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json")
+
+
+class RunExistsError(ValueError):
+    """The output directory already holds a run, and --resume was not given."""
+
+
+def complete_checkpoints(output: Path) -> list[Path]:
+    """checkpoint-N directories holding everything a resume needs, oldest first (a run killed while saving
+    leaves a partial one: the Trainer writes trainer_state.json last)."""
+    found = []
+    for path in output.glob("checkpoint-*"):
+        if not path.name.split("-")[-1].isdigit() or not all((path / f).is_file() for f in CHECKPOINT_FILES):
+            continue
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except ValueError:
+            continue
+        found.append(path)
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+class DFATrainer(Trainer):
+    """The Trainer, with the projector's own learning rate and lengths that need no image decoding."""
+
+    def __init__(self, *args: Any, projector_lr: float, **kwargs: Any) -> None:
+        self.projector_lr = projector_lr
+        super().__init__(*args, **kwargs)
+
+    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            opt_model = self.model if model is None else model
+            decay = set(self.get_decay_parameter_names(opt_model))
+            groups: dict[tuple[float, float], list] = {}
+            for name, param in opt_model.named_parameters():
+                if not param.requires_grad:
+                    continue
+                lr = self.projector_lr if PROJECTOR in name else self.args.learning_rate
+                weight_decay = self.args.weight_decay if name in decay else 0.0
+                groups.setdefault((lr, weight_decay), []).append(param)
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            params = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+            self.optimizer = optimizer_cls(params, **optimizer_kwargs)
+        return self.optimizer
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy == "group_by_length" and hasattr(dataset, "lengths"):
+            generator = torch.Generator().manual_seed(self.args.data_seed or self.args.seed)
+            return LengthGroupedSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                lengths=dataset.lengths,
+                generator=generator,
+            )
+        return super()._get_train_sampler(train_dataset)
+
+
+class _LossLog(TrainerCallback):
+    """Prints one line per logged step (the Trainer's own progress bar hides the numbers)."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        if state.is_world_process_zero and logs and "loss" in logs:
+            logger.info(f"step {state.global_step}/{state.max_steps}: loss {logs['loss']:.4f}")
+
+
+def training_arguments(recipe: Recipe, output: Path, **overrides: Any) -> TrainingArguments:
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(output),
+        per_device_train_batch_size=recipe.per_device_batch_size,
+        gradient_accumulation_steps=recipe.gradient_accumulation,
+        learning_rate=recipe.learning_rate,
+        weight_decay=recipe.weight_decay,
+        warmup_steps=recipe.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        lr_scheduler_type=recipe.lr_scheduler,
+        optim="adamw_torch",
+        num_train_epochs=recipe.epochs,
+        max_steps=recipe.max_steps,
+        bf16=recipe.bf16,
+        gradient_checkpointing=recipe.gradient_checkpointing,
+        # non-reentrant checkpointing passes gradients to LoRA weights behind frozen embeddings
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        logging_steps=recipe.logging_steps,
+        save_strategy="steps",
+        save_steps=recipe.save_steps,
+        save_total_limit=recipe.save_total_limit,
+        seed=recipe.seed,
+        data_seed=recipe.seed,
+        dataloader_num_workers=recipe.dataloader_workers,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        train_sampling_strategy="group_by_length" if recipe.group_by_length else "random",
+        report_to="none",
+        ddp_find_unused_parameters=False,
+        deepspeed=recipe.deepspeed,
+        disable_tqdm=True,
+    )
+    kwargs.update(overrides)
+    return TrainingArguments(**kwargs)
+
+
+def load_processor(base: str) -> Any:
+    from transformers import AutoProcessor
+
+    from dfa_bench.tiny_models import VICUNA_CHAT_TEMPLATE
+
+    processor = AutoProcessor.from_pretrained(base)
+    if not getattr(processor, "chat_template", None) and not getattr(processor.tokenizer, "chat_template", None):
+        # the template dfa_llava falls back to at inference: train on the prompts it will see
+        processor.chat_template = VICUNA_CHAT_TEMPLATE
+    return processor
+
+
+def base_reference(base: str) -> str:
+    """A local base as an absolute path (the run is loaded from elsewhere); a hub id as it is."""
+    path = Path(base).expanduser()
+    return str(path.resolve()) if path.exists() else base
+
+
+def train(
+    base: str,
+    data: list[Path],
+    images: Path,
+    output: Path,
+    recipe: Recipe,
+    *,
+    resume: bool = False,
+    callbacks: list[TrainerCallback] | None = None,
+    **argument_overrides: Any,
+) -> dict:
+    """Train one DFA-GPT run into `output`; returns the run summary written to RUN/dfa_gpt_run.json."""
+    from transformers import set_seed
+
+    output = Path(output)
+    checkpoints = complete_checkpoints(output) if output.exists() else []
+    if not resume and (checkpoints or (output / RUN_FILE).exists()):
+        raise RunExistsError(f"{output} already holds a run: pass --resume to continue it, or another --output")
+    resume_from = str(checkpoints[-1]) if resume and checkpoints else None
+    report_path = output / REPORT_FILE
+    if not resume_from and report_path.exists():
+        report_path.unlink()
+    report = BadSampleReport(report_path)
+
+    processor = load_processor(base)
+    entries, counts = load_entries(list(data), Path(images), abilities=recipe.abilities, report=report)
+    dataset = TrainingSet(
+        entries, processor, max_length=recipe.model_max_length, report=report, mismatch_limit=recipe.mismatch_limit
+    )
+    set_seed(recipe.seed)  # the LoRA's initial weights
+    model = apply_lora(load_base(base, recipe), recipe)
+    summary = trainable_summary(model)
+    logger.info(
+        f"dfa-gpt: {len(dataset)} samples ({counts}); {summary['trainable_parameters']:,} of "
+        f"{summary['total_parameters']:,} parameters trainable; " + (f"resuming {resume_from}" if resume_from else "")
+    )
+    args = training_arguments(recipe, output, **argument_overrides)
+    trainer = DFATrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=Collator(
+            processor.tokenizer.pad_token_id, pad_to_multiple_of=8 if torch.cuda.is_available() else None
+        ),
+        processing_class=processor,
+        callbacks=[_LossLog(), *(callbacks or [])],
+        projector_lr=recipe.projector_lr,
+    )
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    trainer.save_model(str(output))  # adapter + projector (modules_to_save) + processor, on the main process
+    run = {
+        "base": base_reference(base),
+        "recipe": recipe.to_dict(),
+        "data": {"files": [str(Path(f).resolve()) for f in data], "images": str(Path(images).resolve())},
+        "samples": {
+            "trained": len(dataset),
+            "by_ability": {k: v for k, v in counts.items() if k not in ("skipped", "filtered")},
+            "filtered_by_preset": counts["filtered"],
+            "truncated": dataset.truncated,
+            "tokenization_mismatch": dataset.mismatched,
+            "bad": len(read_report(report_path)),
+        },
+        "parameters": summary,
+        "global_step": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "loss_curve": [
+            {"step": row["step"], "loss": row["loss"]} for row in trainer.state.log_history if "loss" in row
+        ],
+        "resumed_from": resume_from,
+    }
+    if trainer.is_world_process_zero():
+        write_json(output / RUN_FILE, run)
+    return run
