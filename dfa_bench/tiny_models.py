@@ -57,8 +57,13 @@ def build_tokenizer(vocab_size: int = 400):
     )
 
 
-def build_tiny_llava(output: Path | str, *, seed: int = 0, image_size: int = 30, patch_size: int = 6) -> Path:
-    """Save a random LlavaForConditionalGeneration (CLIP vision tower + Llama LM) with its processor."""
+def build_tiny_llava(
+    output: Path | str, *, seed: int = 0, image_size: int = 30, patch_size: int = 6, initializer_range: float = 0.02
+) -> Path:
+    """Save a random LlavaForConditionalGeneration (CLIP vision tower + Llama LM) with its processor.
+
+    A wider `initializer_range` (e.g. 0.2) spreads the frozen `lm_head`'s logits, so that a LoRA on the
+    decoder can move them: training tests need it, at 0.02 the loss stays near log(vocab)."""
     import torch
     from transformers import (
         CLIPImageProcessor,
@@ -78,7 +83,7 @@ def build_tiny_llava(output: Path | str, *, seed: int = 0, image_size: int = 30,
     text = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
         num_key_value_heads=2, max_position_embeddings=1024, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, initializer_range=initializer_range,
     )  # fmt: skip
     config = LlavaConfig(
         vision_config=vision,

@@ -108,9 +108,9 @@ def training_arguments(recipe: Recipe, output: Path, **overrides: Any) -> Traini
         num_train_epochs=recipe.epochs,
         max_steps=recipe.max_steps,
         bf16=recipe.bf16,
-        gradient_checkpointing=recipe.gradient_checkpointing,
+        activation_checkpointing=recipe.gradient_checkpointing,
         # non-reentrant checkpointing passes gradients to LoRA weights behind frozen embeddings
-        gradient_checkpointing_kwargs={"use_reentrant": False},
+        activation_checkpointing_kwargs={"use_reentrant": False},
         logging_steps=recipe.logging_steps,
         save_strategy="steps",
         save_steps=recipe.save_steps,
