@@ -2,7 +2,7 @@
 
 Multi-GPU and multi-node runs go through accelerate (docs/dfa_gpt.md has the exact commands):
 
-    accelerate launch --config_file configs/accelerate/zero2.yaml -m dfa_gpt train --base ... --deepspeed ...
+    accelerate launch --config_file dfa_gpt/configs/accelerate_zero2.yaml -m dfa_gpt train --base ... --deepspeed ...
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def train_command(
     mismatch_limit: Annotated[
         float, Opt(help="Stop when more than this fraction of samples has a tokenization mismatch.")
     ] = D.mismatch_limit,
-    deepspeed: Annotated[Path | None, Opt(help="DeepSpeed config (configs/deepspeed/zero2.json, zero3.json).")] = None,
+    deepspeed: Annotated[Path | None, Opt(help="DeepSpeed config (dfa_gpt/configs/zero2.json, zero3.json).")] = None,
     resume: Annotated[bool, Opt(help="Continue the run in --output from its last complete checkpoint.")] = False,
     cpu: Annotated[bool, Opt(help="Train on the CPU even when a GPU is present.")] = False,
 ) -> None:

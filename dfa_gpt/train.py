@@ -79,8 +79,11 @@ class DFATrainer(Trainer):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if self.args.train_sampling_strategy == "group_by_length" and hasattr(dataset, "lengths"):
             generator = torch.Generator().manual_seed(self.args.data_seed or self.args.seed)
+            # grouped by the global batch (as LLaVA does): every process count then sees the same order,
+            # and accelerate deals consecutive per-device batches of it to the ranks
+            global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
             return LengthGroupedSampler(
-                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                global_batch,
                 lengths=dataset.lengths,
                 generator=generator,
             )
