@@ -23,12 +23,12 @@ def merge(run: Path | str, output: Path | str, *, base: str | None = None, dtype
     """Write the merged model and the run's processor to `output`; returns `output`."""
     import torch
     from peft import PeftModel
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
+    from transformers import AutoModelForImageTextToText, AutoProcessor
 
     run, output = Path(run), Path(output)
     info = read_run(run)
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-    model = LlavaForConditionalGeneration.from_pretrained(base or info["base"], dtype=torch_dtype)
+    model = AutoModelForImageTextToText.from_pretrained(base or info["base"], dtype=torch_dtype)
     model = PeftModel.from_pretrained(model, str(run)).merge_and_unload()
     model.config.use_cache = True
     model.save_pretrained(output)

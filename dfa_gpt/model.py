@@ -49,7 +49,20 @@ def apply_lora(model: Any, recipe: Recipe) -> Any:
 
     peft_model = get_peft_model(model, lora_config(model, recipe))
     check_trainable(peft_model)
+    keep_in_eval_mode(peft_model.get_base_model().model.vision_tower)
     return peft_model
+
+
+def keep_in_eval_mode(module: Any) -> None:
+    """The frozen vision tower runs in eval mode even while the Trainer calls `model.train()` every step:
+    a tower with BatchNorm (a convolutional encoder) would otherwise switch to batch statistics and change
+    its features, and dropout would perturb them."""
+
+    def to_eval(mod: Any, args: Any) -> None:  # returns None: a pre-hook's return value would replace the inputs
+        if mod.training:
+            mod.eval()
+
+    module.register_forward_pre_hook(to_eval)
 
 
 def check_trainable(peft_model: Any) -> None:
@@ -72,16 +85,19 @@ def check_trainable(peft_model: Any) -> None:
 
 
 def load_base(base: str, recipe: Recipe, *, device_map: Any = None) -> Any:
-    """The base LLaVA in the recipe's dtype and attention implementation (SDPA unless told otherwise)."""
+    """The base LLaVA in the recipe's dtype and attention implementation (SDPA unless told otherwise).
+
+    Through the auto class: llava-hf checkpoints load as LlavaForConditionalGeneration, and LLaVA-layout
+    variants with another vision tower (FastVLM's timm encoder) load with the same module names."""
     import torch
-    from transformers import LlavaForConditionalGeneration
+    from transformers import AutoModelForImageTextToText
 
     kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if recipe.bf16 else torch.float32}
     if recipe.attn_implementation:
         kwargs["attn_implementation"] = recipe.attn_implementation
     if device_map is not None:
         kwargs["device_map"] = device_map
-    model = LlavaForConditionalGeneration.from_pretrained(base, **kwargs)
+    model = AutoModelForImageTextToText.from_pretrained(base, **kwargs)
     model.config.use_cache = False  # training: no KV cache (and gradient checkpointing requires it off)
     return model
 

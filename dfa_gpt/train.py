@@ -138,6 +138,9 @@ def load_processor(base: str) -> Any:
 
     from dfa_bench.tiny_models import VICUNA_CHAT_TEMPLATE
 
+    path = Path(base).expanduser()
+    if (base.startswith(("/", "~", ".")) or base.count("/") > 1) and not path.exists():
+        raise FileNotFoundError(f"--base {base}: no such directory (a hub id looks like org/name)")
     processor = AutoProcessor.from_pretrained(base)
     if not getattr(processor, "chat_template", None) and not getattr(processor.tokenizer, "chat_template", None):
         # the template dfa_llava falls back to at inference: train on the prompts it will see
@@ -175,8 +178,8 @@ def train(
         report_path.unlink()
     report = BadSampleReport(report_path)
 
-    processor = load_processor(base)
     entries, counts = load_entries(list(data), Path(images), abilities=recipe.abilities, report=report)
+    processor = load_processor(base)
     dataset = TrainingSet(
         entries, processor, max_length=recipe.model_max_length, report=report, mismatch_limit=recipe.mismatch_limit
     )

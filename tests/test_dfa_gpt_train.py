@@ -31,6 +31,9 @@ class Snapshot(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self.before = {n: p.detach().clone() for n, p in model.named_parameters()}
         self.trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        self.tower_modes = []  # (tower, language model) .training flags seen in each training forward
+        tower = model.get_base_model().model.vision_tower
+        tower.register_forward_hook(lambda m, a, o: self.tower_modes.append((m.training, model.training)))
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self.after = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -84,6 +87,7 @@ def test_only_the_lora_and_the_projector_change(trained):
         "language_model" in n and "base_layer" in n for n in frozen
     )
     assert not any("lora_" in n and (".vision_tower." in n or "lm_head" in n) for n in snapshot.before)
+    assert snapshot.tower_modes and set(snapshot.tower_modes) == {(False, True)}  # frozen tower in eval mode
 
 
 def adapter_keys(path) -> set[str]:

@@ -1,0 +1,53 @@
+"""`dfa-gpt`: --help shows the recipe's defaults; bad input exits with one clear line."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from dfa_gpt_fixtures import make_training_data
+from typer.testing import CliRunner
+
+from dfa_gpt.cli import app
+from dfa_gpt.recipe import ANNOTATION_PRESETS
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "400"})
+
+
+def test_train_help_shows_the_paper_defaults_and_the_presets():
+    out = invoke("train", "--help").output
+    for default in ("[default: 128]", "[default: 256]", "[default: 0.05]", "(2e-4)", "(2e-5)", "cosine", "2048"):
+        assert default in out, default
+    assert " | ".join(ANNOTATION_PRESETS) in out and "[default: D+C+AD+FC]" in out
+
+
+def test_every_option_has_help():
+    root = typer.main.get_command(app)
+    for name, command in root.commands.items():
+        for param in command.params:
+            if param.param_type_name == "option":
+                assert (param.help or "").strip(), f"dfa-gpt {name} {param.opts[0]}"
+        assert invoke(name, "-h").exit_code == 0
+
+
+def test_bad_input_exits_with_a_message(tmp_path):
+    data, images = make_training_data(tmp_path, 1)
+    base = ["train", "--base", str(tmp_path / "no-model"), "--data", str(data), "--images", str(images)]
+    result = invoke(*base, "--output", str(tmp_path / "run"), "--annotations", "D+X")
+    assert result.exit_code == 2 and "unknown annotations preset 'D+X'" in result.output
+    result = invoke(*base, "--output", str(tmp_path / "run"), "--lora-rank", "0")
+    assert result.exit_code == 2 and "lora_rank must be at least 1" in result.output
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "dfa_gpt_run.json").write_text(json.dumps({"base": "x"}))
+    result = invoke(*base, "--output", str(tmp_path / "done"))
+    assert result.exit_code == 1 and "--resume" in result.output
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"id": 1,')
+    result = invoke(
+        "train", "--base", "x", "--data", str(bad), "--images", str(images), "--output", str(tmp_path / "r")
+    )
+    assert result.exit_code == 1 and "bad.json" in result.output
+    result = invoke("merge", str(tmp_path), "--output", str(tmp_path / "m"))
+    assert result.exit_code == 1 and "not a DFA-GPT run directory" in result.output
