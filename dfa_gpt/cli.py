@@ -131,6 +131,7 @@ def train_command(
         epochs, max_steps, batch_size, grad_accum, bf16, gradient_checkpointing, model_max_length, group_by_length,
         save_steps, save_total_limit, seed, workers, attn_implementation, mismatch_limit, deepspeed,
     )  # fmt: skip
+    from dfa_bench.adapters.base import AdapterConfigError
     from dfa_gpt.dataset import MismatchLimitExceeded
     from dfa_gpt.train import RunExistsError, train
 
@@ -139,7 +140,7 @@ def train_command(
         run = train(base, data, images, output, recipe, resume=resume, **overrides)
     except (RunExistsError, MismatchLimitExceeded) as exc:
         _fail(str(exc), 1)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, AdapterConfigError) as exc:
         _fail(str(exc), 1)
     samples = run["samples"]
     typer.echo(

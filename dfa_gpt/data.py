@@ -105,7 +105,7 @@ def parse_entry(raw: object, *, file: str, index: int, images: Path) -> Entry:
         if IMAGE_PLACEHOLDER in text and k != 0:
             raise ValueError(f"{IMAGE_PLACEHOLDER} in turn {k}: one image, in the first human turn")
         text = text.replace(IMAGE_PLACEHOLDER, "").strip() if k == 0 else text.strip()
-        if text.count(IMAGE_PLACEHOLDER) or not text:
+        if not text:
             raise ValueError(f"turn {k} is empty")
         turns.append((role, text))
     if turns[-1][0] != "assistant":

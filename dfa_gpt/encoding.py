@@ -86,7 +86,8 @@ def encode(
     spans = [(a + grow, b + grow) if a > at else (a, b) for a, b in spans]
     encoding = tokenizer(text, return_offsets_mapping=True)
     ids, offsets = list(encoding["input_ids"]), encoding["offset_mapping"]
-    if sum(1 for t in ids if t == image_token_id(processor)) != image_tokens:
+    image_id = image_token_id(processor)
+    if sum(1 for t in ids if t == image_id) != image_tokens:
         raise TokenizationMismatch("the tokenizer does not keep the image token whole")
     labels = [IGNORE_INDEX] * len(ids)
     for a, b in spans:
@@ -103,7 +104,7 @@ def encode(
             raise TokenizationMismatch(f"the assistant turn at characters {a}-{b} has no tokens")
     truncated = len(ids) > max_length
     if truncated:
-        last_image = max(j for j, t in enumerate(ids) if t == image_token_id(processor))
+        last_image = max(j for j, t in enumerate(ids) if t == image_id)
         if last_image >= max_length:
             raise ValueError(f"longer than model_max_length={max_length} before the image ends")
         ids, labels = ids[:max_length], labels[:max_length]

@@ -6,7 +6,7 @@ Trainer arguments all read the same numbers.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 # The paper's ablation (Table II): which abilities' QA pairs a run trains on. An entry's ability is the
 # suffix of its id (`<record>:dfd`, as `dfa-bench data build` writes) or its "task" field; entries of
@@ -56,7 +56,6 @@ class Recipe:
     attn_implementation: str = "sdpa"
     mismatch_limit: float = 0.01  # stop when more than this fraction of samples is masked by a tokenization mismatch
     deepspeed: str | None = None  # a DeepSpeed JSON config (configs/zero2.json, zero3.json)
-    extra: dict = field(default_factory=dict)  # recorded, not interpreted (e.g. the CLI command line)
 
     def __post_init__(self) -> None:
         if self.annotations not in ANNOTATION_PRESETS:

@@ -136,11 +136,10 @@ def training_arguments(recipe: Recipe, output: Path, **overrides: Any) -> Traini
 def load_processor(base: str) -> Any:
     from transformers import AutoProcessor
 
+    from dfa_bench.adapters.base import local_path_or_hub_id
     from dfa_bench.tiny_models import VICUNA_CHAT_TEMPLATE
 
-    path = Path(base).expanduser()
-    if (base.startswith(("/", "~", ".")) or base.count("/") > 1) and not path.exists():
-        raise FileNotFoundError(f"--base {base}: no such directory (a hub id looks like org/name)")
+    local_path_or_hub_id(base, arg="--base", adapter="dfa-gpt")  # a missing local path, not a hub lookup
     processor = AutoProcessor.from_pretrained(base)
     if not getattr(processor, "chat_template", None) and not getattr(processor.tokenizer, "chat_template", None):
         # the template dfa_llava falls back to at inference: train on the prompts it will see
