@@ -166,5 +166,80 @@ def merge_command(
     typer.echo(f"merged model: {output}")
 
 
+@app.command("ablation")
+def ablation_command(
+    base: Annotated[str, Opt(help="Base LLaVA-1.5 checkpoint (llava-hf layout): a local path or hub id.")],
+    data: Annotated[list[Path], Opt(metavar="JSON", help="LLaVA-format training JSON (repeatable).")],
+    images: Annotated[Path, Opt(help="Root that the entries' image paths are relative to.")],
+    bench: Annotated[Path, Opt(help="The bench every run is evaluated on (dfa-bench data build's bench/test).")],
+    output: Annotated[Path, Opt(help="Ablation directory: runs/<preset>, eval/<preset>.")],
+    leaderboard: Annotated[
+        Path | None, Opt(help="Leaderboard the four runs are submitted to (default: OUTPUT/leaderboard).")
+    ] = None,
+    presets: Annotated[str, Opt(help="Comma-separated presets to run.")] = ",".join(ANNOTATION_PRESETS),
+    model_name: Annotated[str, Opt(help="Entries are named 'NAME (PRESET)'.")] = "DFA-GPT",
+    model_args: Annotated[str, Opt(help="Extra dfa_gpt model_args for the evaluation, e.g. dtype=bfloat16.")] = "",
+    eval_batch_size: Annotated[int, Opt(help="Evaluation batch size.")] = 8,
+    lora_rank: Annotated[int, Opt(help="LoRA rank.")] = D.lora_rank,
+    lora_alpha: Annotated[int, Opt(help="LoRA alpha.")] = D.lora_alpha,
+    lora_dropout: Annotated[float, Opt(help="LoRA dropout.")] = D.lora_dropout,
+    projector_lr: Annotated[
+        float, Opt(help="Learning rate of the multimodal projector.", show_default=sci(D.projector_lr))
+    ] = D.projector_lr,
+    lr: Annotated[
+        float, Opt("--lr", help="Learning rate of the LoRA weights.", show_default=sci(D.learning_rate))
+    ] = D.learning_rate,
+    epochs: Annotated[float, Opt(help="Epochs.")] = D.epochs,
+    max_steps: Annotated[int, Opt(help="Stop each run after this many optimizer steps (-1: off).")] = D.max_steps,
+    batch_size: Annotated[int, Opt(help="Samples per device per step.")] = D.per_device_batch_size,
+    grad_accum: Annotated[int, Opt(help="Gradient accumulation steps.")] = D.gradient_accumulation,
+    bf16: Annotated[bool, Opt(help="bfloat16 weights and autocast (off: float32).")] = D.bf16,
+    gradient_checkpointing: Annotated[bool, Opt(help="Gradient checkpointing.")] = D.gradient_checkpointing,
+    model_max_length: Annotated[int, Opt(help="Longest sequence in tokens.")] = D.model_max_length,
+    save_steps: Annotated[int, Opt(help="Checkpoint every N steps.")] = D.save_steps,
+    seed: Annotated[int, Opt(help="Seed of every run.")] = D.seed,
+    workers: Annotated[int, Opt(help="Dataloader worker processes.")] = D.dataloader_workers,
+    deepspeed: Annotated[Path | None, Opt(help="DeepSpeed config (dfa_gpt/configs/zero2.json, zero3.json).")] = None,
+    cpu: Annotated[bool, Opt(help="Train on the CPU even when a GPU is present.")] = False,
+) -> None:
+    """Table II: train one run per annotation preset, evaluate each with dfa-bench eval, submit each."""
+    recipe = recipe_options(
+        FULL_PRESET, lora_rank, lora_alpha, lora_dropout, projector_lr, lr, D.weight_decay, D.warmup_ratio,
+        D.lr_scheduler, epochs, max_steps, batch_size, grad_accum, bf16, gradient_checkpointing, model_max_length,
+        D.group_by_length, save_steps, D.save_total_limit, seed, workers, D.attn_implementation, D.mismatch_limit,
+        deepspeed,
+    )  # fmt: skip
+    chosen = tuple(p.strip() for p in presets.split(",") if p.strip())
+    unknown = [p for p in chosen if p not in ANNOTATION_PRESETS]
+    if unknown or not chosen:
+        _fail(f"--presets {presets!r}: use a comma-separated list of {PRESETS}")
+    from dfa_bench.adapters.base import AdapterConfigError
+    from dfa_bench.evaluate import EvaluationFailed
+    from dfa_bench.leaderboard.files import SubmissionRejected
+    from dfa_bench.leaderboard.paper import paper_table_rows
+    from dfa_bench.schema import ValidationError
+    from dfa_gpt.ablation import ablation
+    from dfa_gpt.dataset import MismatchLimitExceeded
+
+    overrides = {"use_cpu": True} if cpu else {}
+    try:
+        entries = ablation(
+            base, data, images, bench, output, recipe, leaderboard=leaderboard, presets=chosen,
+            model_name=model_name, model_args=model_args, batch_size=eval_batch_size, **overrides,
+        )  # fmt: skip
+    except (MismatchLimitExceeded, EvaluationFailed, SubmissionRejected, ValidationError) as exc:
+        _fail(str(exc), 1)
+    except (FileNotFoundError, ValueError, AdapterConfigError) as exc:
+        _fail(str(exc), 1)
+    from tabulate import tabulate
+
+    header, reported, measured = paper_table_rows("II", entries)
+    typer.echo(tabulate(reported + measured, headers=header, tablefmt="github", disable_numparse=True))
+    board = leaderboard or output / "leaderboard"
+    typer.echo(
+        f"\n{len(entries)} runs submitted to {board}; `dfa-bench leaderboard paper-tables --leaderboard {board}`"
+    )
+
+
 def main() -> None:
     app()

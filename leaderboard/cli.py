@@ -116,6 +116,10 @@ def submit_command(
         str | None, typer.Option(help="vision-only, 'general MLLM' or tuned (default: from the adapter).")
     ] = None,
     params: Annotated[str | None, typer.Option(help="Parameter count, e.g. 7B, 350M.")] = None,
+    annotations: Annotated[
+        str | None,
+        typer.Option(help="A tuned model's training annotations (D, D+C, D+C+AD, D+C+AD+FC): its Table II row."),
+    ] = None,
     replace: Annotated[bool, typer.Option(help="Replace an entry of the same name.")] = False,
     bench: Annotated[Path | None, typer.Option(help="Use this copy of the leaderboard's bench.")] = None,
     max_file_mib: Annotated[float | None, typer.Option(help="Per-file size limit in MiB (default 256).")] = None,
@@ -137,8 +141,8 @@ def submit_command(
     limit = MAX_FILE_BYTES if max_file_mib is None else int(max_file_mib * 2**20)
     try:
         entry, path = submit(
-            results_dir, leaderboard, model_name=model_name, group=group, params=count, replace=replace,
-            bench_dir=bench, max_file_bytes=limit,
+            results_dir, leaderboard, model_name=model_name, group=group, params=count, annotations=annotations,
+            replace=replace, bench_dir=bench, max_file_bytes=limit,
         )  # fmt: skip
     except SubmissionRejected as exc:
         _fail(f"submission rejected: {exc}", code=1)

@@ -26,6 +26,8 @@ PROVENANCES = ("measured", "reported")
 LEADERBOARD_FILE = "leaderboard.json"
 ENTRIES_DIR = "entries"
 PAPER_CITATION = 'Qin et al., "Towards Interactive Deepfake Analysis"'
+# Table II's rows: the abilities whose QA pairs a DFA-GPT run was trained on (`dfa-gpt train --annotations`).
+ANNOTATIONS = ("D", "D+C", "D+C+AD", "D+C+AD+FC")
 
 
 class Column(NamedTuple):
@@ -156,6 +158,10 @@ def validate_entry(entry: object, *, path: str | None = None) -> dict:
     abstained = entry.get("abstained") or []
     if not isinstance(abstained, list) or not set(abstained) <= set(entry["metrics"]):
         _fail(f"expected a list of the entry's tasks, got {abstained!r}", path, "abstained")
+    annotations = entry.get("annotations")
+    if annotations is not None and (annotations not in ANNOTATIONS or entry["group"] != "tuned"):
+        _fail(f"expected null or, for a tuned model, one of {list(ANNOTATIONS)}; got {annotations!r}", path,
+              "annotations")  # fmt: skip
     for row in entry.get("paper") or []:
         if not (isinstance(row, dict) and row.get("table") in ("I", "II", "III") and isinstance(row.get("row"), int)):
             _fail(f"expected {{table: I|II|III, row: int, label: str}}, got {row!r}", path, "paper")

@@ -3,8 +3,8 @@
 The reported rows come out exactly as printed (same rows, same order, same numbers to two decimals).
 Measured entries of a leaderboard are appended below them, labelled "(measured)" and followed by a
 note naming their bench, since they were not measured on the paper's test set: vision-only and tuned
-models go to Table I, general MLLMs and tuned models to Table III. Table II (DFA-GPT's annotation
-ablation) holds reported rows only.
+models go to Table I, general MLLMs and tuned models to Table III, and tuned models that record their
+training annotations (`dfa-gpt ablation`, `dfa-bench submit --annotations`) to Table II, in its row order.
 """
 
 from __future__ import annotations
@@ -14,7 +14,14 @@ from typing import NamedTuple
 
 from tabulate import tabulate
 
-from dfa_bench.leaderboard.entries import COLUMNS, PAPER_CITATION, metric_ci, metric_value, reference_entries
+from dfa_bench.leaderboard.entries import (
+    ANNOTATIONS,
+    COLUMNS,
+    PAPER_CITATION,
+    metric_ci,
+    metric_value,
+    reference_entries,
+)
 from dfa_bench.leaderboard.render import CSS, latex_escape, md_escape, pct
 
 
@@ -54,11 +61,17 @@ def paper_table_rows(number: str, measured: list[dict] = ()) -> tuple[list[str],
             if row["table"] == number:
                 placed.append((row["row"], [row["label"], *_values(entry)]))
     reported = [cells for _, cells in sorted(placed, key=lambda p: p[0])]
-    extra = [
-        [f"{e['model']}{MEASURED_SUFFIX}", *_values(e, with_ci=True)]
-        for e in sorted(measured, key=lambda e: e["model"].lower())
-        if e["provenance"] == "measured" and e["group"] in table.measured_groups
-    ]
+    mine = [e for e in measured if e["provenance"] == "measured"]
+    if number == "II":  # the ablation's rows: by training annotations, in the table's order
+        ablation = sorted((e for e in mine if e.get("annotations")),
+                          key=lambda e: (ANNOTATIONS.index(e["annotations"]), e["model"].lower()))  # fmt: skip
+        extra = [[f"{e['annotations']}: {e['model']}{MEASURED_SUFFIX}", *_values(e, with_ci=True)] for e in ablation]
+    else:
+        extra = [
+            [f"{e['model']}{MEASURED_SUFFIX}", *_values(e, with_ci=True)]
+            for e in sorted(mine, key=lambda e: e["model"].lower())
+            if e["group"] in table.measured_groups
+        ]
     return [table.first_header, *(c.label for c in COLUMNS)], reported, extra
 
 

@@ -32,6 +32,7 @@ from dfa_bench.bench import Bench, read_bench, sha256_file
 from dfa_bench.evaluate import RESPONSES_FILE, TASK_PREFIX, redact_model_args
 from dfa_bench.leaderboard.entries import (
     ABSTAIN,
+    ANNOTATIONS,
     GROUPS,
     SCHEMA,
     bench_path,
@@ -314,6 +315,7 @@ def build_entry(
     model_name: str | None = None,
     group: str | None = None,
     params: int | None = None,
+    annotations: str | None = None,
     max_file_bytes: int = MAX_FILE_BYTES,
 ) -> dict:
     """Check a submission against `bench` and return its entry (nothing is written)."""
@@ -362,6 +364,11 @@ def build_entry(
     group = group or default_group(run["model"])
     if group not in GROUPS:
         raise SubmissionRejected(f"group {group!r}: expected one of {list(GROUPS)}")
+    if annotations is not None and (annotations not in ANNOTATIONS or group != "tuned"):
+        raise SubmissionRejected(
+            f"annotations {annotations!r}: a tuned model's training annotations, one of {list(ANNOTATIONS)}"
+            + ("" if group == "tuned" else f" (this entry's group is {group!r})")
+        )
     entry = {
         "schema": SCHEMA,
         "model": name,
@@ -370,6 +377,7 @@ def build_entry(
         "params": params,
         "group": group,
         "provenance": "measured",
+        "annotations": annotations,  # Table II: what a tuned model was trained on
         "citation": None,
         "bench": {
             "name": bench.manifest.get("name"),
@@ -423,6 +431,7 @@ def submit(
     model_name: str | None = None,
     group: str | None = None,
     params: int | None = None,
+    annotations: str | None = None,
     replace: bool = False,
     bench_dir: Path | str | None = None,
     max_file_bytes: int = MAX_FILE_BYTES,
@@ -442,7 +451,13 @@ def submit(
             path=str(Path(leaderboard_dir) / "leaderboard.json"),
         )
     entry = build_entry(
-        results_dir, bench, model_name=model_name, group=group, params=params, max_file_bytes=max_file_bytes
+        results_dir,
+        bench,
+        model_name=model_name,
+        group=group,
+        params=params,
+        annotations=annotations,
+        max_file_bytes=max_file_bytes,
     )
     if entry_path(leaderboard_dir, entry["model"]).exists() and not replace:
         raise SubmissionRejected(

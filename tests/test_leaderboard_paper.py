@@ -142,6 +142,8 @@ def test_measured_entries_appear_beside_the_reported_rows(tmp_path):
         fake_entry("my-mllm", "general MLLM", dfd=(0.5, 0.5, 0.25), dfc=0.125, ad=None),
         fake_entry("my-probe", "vision-only", dfd=(0.9, 0.1, 0.1), dfc=0.7, ad=None),
         fake_entry("my-tuned", "tuned", dfd=(0.95, 0.05, 0.05), dfc=0.9, ad=0.4),
+        fake_entry("mini (full)", "tuned", dfd=(0.9, 0.1, 0.1), dfc=0.8, ad=0.3) | {"annotations": "D+C+AD+FC"},
+        fake_entry("mini (D)", "tuned", dfd=(0.9, 0.1, 0.1), dfc=None, ad=None) | {"annotations": "D"},
     ]
     board = _board_with(tmp_path, measured)
     result = CliRunner().invoke(app, ["paper-tables", "--leaderboard", str(board)])
@@ -152,9 +154,9 @@ def test_measured_entries_appear_beside_the_reported_rows(tmp_path):
         assert tables[number][1][: len(rows)] == rows
     extra = {n: [r[0] for r in tables[n][1][len(EXPECTED[n][1]) :]] for n in EXPECTED}
     assert extra == {
-        "I": ["my-probe (measured)", "my-tuned (measured)"],
-        "II": [],
-        "III": ["my-mllm (measured)", "my-tuned (measured)"],
+        "I": ["mini (D) (measured)", "mini (full) (measured)", "my-probe (measured)", "my-tuned (measured)"],
+        "II": ["D: mini (D) (measured)", "D+C+AD+FC: mini (full) (measured)"],  # in the table's row order
+        "III": ["mini (D) (measured)", "mini (full) (measured)", "my-mllm (measured)", "my-tuned (measured)"],
     }
     # measured rows keep their 95% intervals; reported rows print as the paper does
     assert tables["III"][1][-2] == [
@@ -165,7 +167,7 @@ def test_measured_entries_appear_beside_the_reported_rows(tmp_path):
 
     latex = CliRunner().invoke(app, ["paper-tables", "--format", "latex", "--leaderboard", str(board)]).output
     assert "my-mllm (measured) & 50.00 [49.00, 51.00] & 50.00 [49.00, 51.00] & 25.00 [24.00, 26.00]" in latex
-    assert latex.count("\\multicolumn{6}{l}{\\textit{Rows marked") == 2
+    assert latex.count("\\multicolumn{6}{l}{\\textit{Rows marked") == 3
 
     page = CliRunner().invoke(app, ["paper-tables", "--format", "html", "--leaderboard", str(board)])
     assert page.exit_code == 0 and page.output.startswith("<!DOCTYPE html>")

@@ -72,6 +72,17 @@ def test_accepted_entry_holds_recomputed_metrics_and_provenance(board):
     assert not list((board_dir / "entries").glob(".*.tmp")), "atomic write left a temp file"
 
 
+def test_training_annotations_place_a_tuned_entry_in_table_ii(board):
+    board_dir, output, _ = board
+    _rejected(board_dir, output, "one of \\['D', 'D\\+C'", model_name="x", group="tuned", annotations="D+AD")
+    _rejected(board_dir, output, "this entry's group is 'general MLLM'", model_name="x", annotations="D")
+    entry, path = submit(output, board_dir, model_name="DFA-GPT (D+C)", group="tuned", annotations="D+C")
+    assert entry["annotations"] == "D+C" and load_entries(board_dir) == [entry]
+    result = CliRunner().invoke(app, ["paper-tables", "--leaderboard", str(board_dir)])
+    assert result.exit_code == 0, result.output
+    assert "| D+C: DFA-GPT (D+C) (measured) |" in result.output.split("## Table II")[1].split("## Table III")[0]
+
+
 def test_default_name_and_a_second_submission_of_the_same_name(board):
     board_dir, output, _ = board
     entry, _ = submit(output, board_dir)
