@@ -28,7 +28,7 @@ $(VENV)/.installed: $(VENV)/.locked pyproject.toml
 	# the leaderboard's HTML test drives Debian's chromium through its chromedriver (CI runs as root)
 	test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver; }
 	$(PY) lock/check.py
-	$(PY) -c "import dfa_bench.cli, lmms_eval, torch, transformers, facenet_pytorch, skimage, av, cv2, matplotlib, wordcloud, selenium, dlib"
+	$(PY) -c "import dfa_bench.cli, lmms_eval, torch, transformers, facenet_pytorch, skimage, av, cv2, matplotlib, wordcloud, selenium, dlib, gradio, gguf"
 	touch $@
 
 install: $(VENV)/.installed
@@ -42,7 +42,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 # DFA-GPT-mini on 2 CPU cores (docs/dfa_gpt.md): the paper's recipe at a CPU's scale. Float32 (bf16 is not
 # faster here), no gradient checkpointing (it only adds recompute), LoRA rank 16, higher learning rates for
 # one short epoch with a projector that starts random.
-MINI_RECIPE := --cpu --no-bf16 --no-gradient-checkpointing --workers 0 --batch-size 4 --lora-rank 16 --lora-alpha 32 \
+MINI_RECIPE := --cpu --no-bf16 --no-gradient-checkpointing --workers 0 --batch-size 8 --lora-rank 16 --lora-alpha 32 \
 	--lr 1e-3 --projector-lr 1e-3 --save-steps 1000
 demo: install
 	rm -rf $(DEMO)
@@ -77,6 +77,8 @@ demo: install
 	$(VENV)/bin/dfa-bench leaderboard paper-tables --leaderboard $(DEMO)/leaderboard
 	@echo "DFA-Bench-mini: $(DEMO)/mini (statistics in $(DEMO)/mini/stats); evaluations: $(DEMO)/eval;" \
 		"leaderboard: $(DEMO)/leaderboard/index.html"
+	@echo "Talk to DFA-GPT-mini in the web demo: $(VENV)/bin/dfa-gpt serve --model $(DEMO)/dfa-gpt-mini/run" \
+		"--model-args device=cpu,dtype=float32 --examples $(DEMO)/mini/bench/test"
 
 # Back to exactly the lock after the environment was edited by hand.
 sync:

@@ -217,10 +217,14 @@ class DFAHF(DFAAdapter):
 
     def prepare_batch(self, queries: list[Query]) -> Any:
         """Processor outputs for a batch, left-padded, on the model's device and dtype."""
-        texts = [self.render_prompt(q) for q in queries]
+        images = [list(q.images) for q in queries] if any(q.images for q in queries) else None
+        return self.encode([self.render_prompt(q) for q in queries], images)
+
+    def encode(self, texts: list[str], images: list[list] | None) -> Any:
+        """Rendered prompts and their images (per-sample lists) as model inputs on its device and dtype."""
         kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt"}
-        if any(q.images for q in queries):
-            kwargs["images"] = [list(q.images) for q in queries]  # nested: per-sample lists (Idefics3, SmolVLM)
+        if images:
+            kwargs["images"] = images  # nested: per-sample lists (Idefics3, SmolVLM)
         batch = self.processor(**kwargs)
         device, dtype = self.input_device, self.model.dtype
         for key, value in batch.items():  # only floating tensors (pixel values) take the model dtype

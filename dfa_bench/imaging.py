@@ -17,8 +17,9 @@ from dfa_bench.schema import ValidationError
 _FLAG_LOCK = threading.Lock()
 
 
-def load_rgb(path: Path | str, *, what: str = "image") -> object:
-    """The fully decoded RGB PIL image at `path`; ValidationError naming the file if it is damaged."""
+def load_rgb(path: Path | str, *, what: str = "image", max_pixels: int | None = None) -> object:
+    """The fully decoded RGB PIL image at `path`; ValidationError naming the file if it is damaged, or
+    larger than `max_pixels` (checked from the header, before anything is decoded)."""
     from PIL import Image, ImageFile
 
     with _FLAG_LOCK:
@@ -26,6 +27,8 @@ def load_rgb(path: Path | str, *, what: str = "image") -> object:
         ImageFile.LOAD_TRUNCATED_IMAGES = False
         try:
             with Image.open(path) as image:
+                if max_pixels and image.width * image.height > max_pixels:
+                    raise ValueError(f"{image.width} x {image.height} pixels, more than the {max_pixels:,} allowed")
                 image.load()
                 return image.convert("RGB")
         except Exception as exc:  # OSError, UnidentifiedImageError, DecompressionBombError, SyntaxError...

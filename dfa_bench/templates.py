@@ -29,34 +29,46 @@ def stable_rng(seed: int, record_id: str, purpose: str) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
+# The questions alone (no answer), chosen from (seed, record id): the bench's items and the interactive
+# demo's analysis (`dfa-gpt chat /analyse`) ask through these, so both ask alike.
+
+
+def dfd_question(record_id: str, seed: int) -> dict:
+    template = stable_rng(seed, record_id, "dfd").choice(library()["dfd"])
+    return {"question": template["text"] + library()["dfd_suffix"], "polarity": template["polarity"]}
+
+
+def dfc_question(record_id: str, seed: int) -> dict:
+    stem = stable_rng(seed, record_id, "dfc").choice(library()["dfc"])
+    order = list(CATEGORIES)
+    stable_rng(seed, record_id, "dfc-options").shuffle(order)
+    options = [{"letter": letter, "category": c, "text": CATEGORY_NAMES[c]} for letter, c in zip(LETTERS, order)]
+    lines = [stem, *(f"{o['letter']}. {o['text']}" for o in options), library()["dfc_suffix"]]
+    return {"question": "\n".join(lines), "options": options}
+
+
+def ad_question(record_id: str, seed: int) -> dict:
+    return {"question": stable_rng(seed, record_id, "ad").choice(library()["ad"])}
+
+
 def dfd_item(record: dict, seed: int) -> dict:
-    template = stable_rng(seed, record["record_id"], "dfd").choice(library()["dfd"])
-    polarity = template["polarity"]
+    item = dfd_question(record["record_id"], seed)
     is_forgery = record["label"] == "forgery"
-    says_yes = is_forgery == (polarity == "forged")
+    says_yes = is_forgery == (item["polarity"] == "forged")
     verdict = "forged" if is_forgery else "a bona fide, unmanipulated face"
     answer = f"{'Yes' if says_yes else 'No'}. This face image is {verdict}."
-    return {
-        "question": template["text"] + library()["dfd_suffix"],
-        "answer": answer,
-        "polarity": polarity,
-    }
+    return {"question": item["question"], "answer": answer, "polarity": item["polarity"]}
 
 
 def dfc_item(record: dict, seed: int) -> dict:
-    stem = stable_rng(seed, record["record_id"], "dfc").choice(library()["dfc"])
-    order = list(CATEGORIES)
-    stable_rng(seed, record["record_id"], "dfc-options").shuffle(order)
-    options = [{"letter": letter, "category": c, "text": CATEGORY_NAMES[c]} for letter, c in zip(LETTERS, order)]
-    lines = [stem, *(f"{o['letter']}. {o['text']}" for o in options), library()["dfc_suffix"]]
-    truth = next(o for o in options if o["category"] == record["category"])
+    item = dfc_question(record["record_id"], seed)
+    truth = next(o for o in item["options"] if o["category"] == record["category"])
     answer = f"{truth['letter']}. {truth['text']}. {CATEGORY_EXPLANATIONS[record['category']]}"
-    return {"question": "\n".join(lines), "answer": answer, "options": options}
+    return {"question": item["question"], "answer": answer, "options": item["options"]}
 
 
 def ad_item(record: dict, seed: int) -> dict:
-    question = stable_rng(seed, record["record_id"], "ad").choice(library()["ad"])
-    return {"question": question, "answer": record["artifact_description"]}
+    return {"question": ad_question(record["record_id"], seed)["question"], "answer": record["artifact_description"]}
 
 
 def question_items(record: dict, seed: int, image: str) -> list[dict]:

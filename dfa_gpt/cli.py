@@ -1,4 +1,4 @@
-"""The `dfa-gpt` command line: train, merge, ablation.
+"""The `dfa-gpt` command line: train, merge, ablation, mini-base, chat, serve.
 
 Multi-GPU and multi-node runs go through accelerate (docs/dfa_gpt.md has the exact commands):
 
@@ -8,7 +8,7 @@ Multi-GPU and multi-node runs go through accelerate (docs/dfa_gpt.md has the exa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -255,6 +255,72 @@ def mini_base_command(
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc), 1)
     typer.echo(f"DFA-GPT-mini base: {output}")
+
+
+ModelOpt = Annotated[str, Opt("--model", help="A DFA-GPT run directory, a merged model or a llava-hf checkpoint.")]
+ModelArgsOpt = Annotated[
+    str, Opt(help="dfa_llava's model_args, comma-separated: device=cpu,dtype=float32,max_new_tokens=...")
+]
+TemperatureOpt = Annotated[float, Opt(help="Chat sampling temperature (0: greedy).")]
+TopPOpt = Annotated[float, Opt(help="Chat nucleus sampling (with a temperature above 0).")]
+MaxNewTokensOpt = Annotated[int, Opt(help="Longest chat reply, in tokens.")]
+
+
+def _load_analyst(model: str, model_args: str) -> Any:
+    from dfa_bench.adapters.base import AdapterConfigError
+    from dfa_bench.evaluate import parse_model_args
+    from dfa_bench.schema import ValidationError
+    from dfa_gpt.interactive import Analyst, load_adapter
+
+    try:
+        return Analyst(load_adapter(model, **parse_model_args(model_args)))
+    except (AdapterConfigError, ValidationError, ValueError, OSError) as exc:
+        _fail(str(exc), 1)
+
+
+@app.command("chat")
+def chat_command(
+    model: ModelOpt,
+    image: Annotated[Path, typer.Argument(help="The face image to talk about (/image switches).")],
+    model_args: ModelArgsOpt = "",
+    temperature: TemperatureOpt = 0.0,
+    top_p: TopPOpt = 1.0,
+    max_new_tokens: MaxNewTokensOpt = 512,
+) -> None:
+    """Chat about a face image in the terminal: /analyse, /image PATH, /reset, /help, /quit."""
+    from dfa_gpt.chat import ChatSession
+    from dfa_gpt.interactive import Conversation, load_image
+
+    try:
+        picture = load_image(image)
+    except ValueError as exc:
+        _fail(str(exc), 1)
+    analyst = _load_analyst(model, model_args)
+    session = ChatSession(
+        analyst, Conversation(picture, str(image)), temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens
+    )
+    raise typer.Exit(session.run())
+
+
+@app.command("serve")
+def serve_command(
+    model: ModelOpt,
+    model_args: ModelArgsOpt = "",
+    host: Annotated[str, Opt(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, Opt(help="Port to listen on.")] = 7860,
+    examples: Annotated[
+        Path | None, Opt(help="A bench directory whose images become examples (demo_out/mini/bench/test).")
+    ] = None,
+) -> None:
+    """The web demo (Gradio): upload a face, Analyse (DF-D, DF-C, AD), chat with streamed replies."""
+    from dfa_gpt.serve import build_app, example_images, launch
+
+    try:
+        shown = example_images(examples) if examples else []
+    except ValueError as exc:
+        _fail(str(exc), 1)
+    analyst = _load_analyst(model, model_args)
+    launch(build_app(analyst, shown), host=host, port=port, examples=shown)
 
 
 def main() -> None:

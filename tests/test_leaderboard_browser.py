@@ -1,51 +1,11 @@
-"""The HTML leaderboard in a real headless browser (Debian's chromium through chromedriver).
-
-Not skipped when the browser is missing: it fails and says how to install it. Selenium is pointed at
-the Debian driver and browser explicitly, so Selenium Manager never tries to download one.
-"""
+"""The HTML leaderboard in a real headless browser (conftest's `driver`: Debian's chromium)."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
-import pytest
 from leaderboard_fixtures import fake_entry
 from PIL import Image
 
 from dfa_bench.leaderboard.render import render
-
-INSTALL = "apt-get update && apt-get install -y chromium chromium-driver (and pip install selenium: the dev extra)"
-CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
-@pytest.fixture
-def driver():
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.fail(f"selenium is not installed; install the browser test's tools: {INSTALL}")
-    browser = next((p for p in CHROMIUM if Path(p).is_file()), None) or shutil.which("chromium")
-    if not browser or not Path(CHROMEDRIVER).is_file():
-        pytest.fail(f"chromium or {CHROMEDRIVER} is missing; run the install step: {INSTALL}")
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    instance = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    try:
-        yield instance
-    finally:
-        instance.quit()
 
 
 def _entries() -> list[dict]:
