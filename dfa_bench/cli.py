@@ -163,6 +163,40 @@ def score(
         )
 
 
+@app.command("compare")
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="A `dfa-bench eval` output directory (model A).")],
+    run_b: Annotated[Path, typer.Argument(help="Another one, on the same bench (model B).")],
+    output: Annotated[Path | None, typer.Option(help="Write the comparison JSON here.")] = None,
+    seed: Annotated[int, typer.Option(help="Seeds the paired bootstrap resampling.")] = 0,
+) -> None:
+    """Is A better than B? Paired differences over the same items: bootstrap 95% CIs, McNemar's exact test."""
+    from tabulate import tabulate
+
+    from dfa_bench.compare import LABELS, compare_runs, verdict
+    from dfa_bench.io import write_json
+
+    try:
+        result = compare_runs(run_a, run_b, seed=seed)
+    except ValidationError as exc:
+        _fail(str(exc))
+    rows = []
+    for metric, r in result["metrics"].items():
+        ci = f"[{100 * r['ci95'][0]:+.2f}, {100 * r['ci95'][1]:+.2f}]" if r["ci95"] else "-"
+        rows.append([LABELS[metric], f"{100 * r['a']:.2f}", f"{100 * r['b']:.2f}", f"{100 * r['difference']:+.2f}",
+                     ci, f"{r['p_value']:.4g} ({r['test']})", r["n"], verdict(r)])  # fmt: skip
+    typer.echo(f"A: {run_a} ({result['a']['model']})\nB: {run_b} ({result['b']['model']})")
+    headers = ["metric", "A (%)", "B (%)", "A - B", "95% CI (paired bootstrap)", "p", "n", "at 5%"]
+    typer.echo(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+    for metric in result.get("not_compared", []):
+        typer.secho(f"warning: {LABELS[metric]}: only one run answered this task", err=True, fg="yellow")
+    unpaired = sum(r["unpaired"] for r in result["metrics"].values())
+    if unpaired:
+        typer.secho(f"warning: {unpaired} items answered by only one run were left out", err=True, fg="yellow")
+    if output:
+        write_json(output, result)
+
+
 @app.command("eval")
 def evaluate(
     model: Annotated[str, typer.Option(help="lmms-eval model name: dfa_llava, dfa_hf, dfa_openai, ... or llava_hf.")],

@@ -1,0 +1,142 @@
+"""Is model A better than model B on the same bench? Paired tests over the items both runs answered.
+
+Two runs of `dfa-bench eval` on one bench answer the same items, so their per-item outcomes are paired:
+- DF-D ACC and DF-C ACC (0/1 per item): the difference, its paired-bootstrap 95% interval (items resampled
+  jointly), and McNemar's exact test (a two-sided binomial test on the discordant pairs);
+- AD ROUGE-L (a value per item): the difference, its paired-bootstrap 95% interval, and a paired-bootstrap
+  p-value (twice the share of resampled differences on the other side of zero, Koehn 2004).
+
+Two overlapping confidence intervals do not answer the question: the per-item pairing removes the
+variance both runs share (the items' difficulty), which is most of it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dfa_bench.io import iter_jsonl, read_json
+from dfa_bench.metrics import BOOTSTRAP_RESAMPLES, bootstrap_ci
+from dfa_bench.schema import ValidationError
+
+RUN_FILE, DETAILS_FILE = "run.json", "details.jsonl"
+# metric name -> (task, the per-item value in details.jsonl)
+COMPARED = {"dfd_acc": ("dfd", "correct"), "dfc_acc": ("dfc", "correct"), "ad_rouge_l": ("ad", "rouge_l")}
+LABELS = {"dfd_acc": "DF-D ACC", "dfc_acc": "DF-C ACC", "ad_rouge_l": "AD ROUGE-L"}
+ALPHA = 0.05
+
+
+def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray) -> float:
+    """Two-sided exact McNemar p-value for paired 0/1 outcomes (1.0 when no pair disagrees)."""
+    from scipy.stats import binomtest
+
+    only_a = int(np.sum(a_correct & ~b_correct))
+    only_b = int(np.sum(~a_correct & b_correct))
+    if only_a + only_b == 0:
+        return 1.0
+    return float(binomtest(only_a, only_a + only_b, 0.5, alternative="two-sided").pvalue)
+
+
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, *, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES
+) -> tuple[list[float] | None, float]:
+    """(95% interval of mean(a) - mean(b) over items resampled jointly, two-sided bootstrap p-value)."""
+    diff = np.asarray(a, float) - np.asarray(b, float)
+    draws: list[np.ndarray] = []
+
+    def statistic(idx: np.ndarray) -> dict[str, np.ndarray]:
+        values = diff[idx].mean(axis=1)
+        draws.append(values)
+        return {"diff": values}
+
+    ci = bootstrap_ci(statistic, len(diff), seed=seed, resamples=resamples).get("diff")
+    values = np.concatenate(draws) if draws else np.zeros(0)
+    if not values.size:
+        return ci, 1.0
+    p = 2 * min(np.mean(values <= 0), np.mean(values >= 0))
+    return ci, float(min(1.0, p))
+
+
+def read_run(run: Path | str) -> tuple[dict, dict[str, dict]]:
+    """(run.json, {question_id: judged row}) of a `dfa-bench eval` output directory."""
+    run = Path(run)
+    for name in (RUN_FILE, DETAILS_FILE):
+        if not (run / name).is_file():
+            raise ValidationError(f"no {name}: not a finished `dfa-bench eval` output directory", path=str(run))
+    info = read_json(run / RUN_FILE)
+    if not isinstance(info, dict) or not isinstance(info.get("bench_manifest_sha256"), str):
+        raise ValidationError("expected a JSON object with bench_manifest_sha256", path=str(run / RUN_FILE))
+    rows: dict[str, dict] = {}
+    for line, row in iter_jsonl(run / DETAILS_FILE):
+        where = {"path": str(run / DETAILS_FILE), "line": line}
+        if not isinstance(row, dict) or not isinstance(row.get("question_id"), str):
+            raise ValidationError("expected a JSON object with a question_id", **where)
+        if row["question_id"] in rows:
+            raise ValidationError(f"question_id {row['question_id']!r} repeats", **where)
+        rows[row["question_id"]] = row
+    return info, rows
+
+
+def compare_runs(run_a: Path | str, run_b: Path | str, *, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES) -> dict:
+    """The paired comparison of two runs on one bench (A minus B), as plain data."""
+    info_a, rows_a = read_run(run_a)
+    info_b, rows_b = read_run(run_b)
+    if info_a["bench_manifest_sha256"] != info_b["bench_manifest_sha256"]:
+        raise ValidationError(
+            f"the runs were made on different benches: {run_a} on {info_a.get('bench')} (manifest sha256 "
+            f"{info_a['bench_manifest_sha256'][:12]}), {run_b} on {info_b.get('bench')} (manifest sha256 "
+            f"{info_b['bench_manifest_sha256'][:12]}); paired tests need the same items"
+        )
+    out: dict = {
+        "a": {"run": str(run_a), "model": info_a.get("model"), "model_args": info_a.get("model_args")},
+        "b": {"run": str(run_b), "model": info_b.get("model"), "model_args": info_b.get("model_args")},
+        "bench_manifest_sha256": info_a["bench_manifest_sha256"],
+        "seed": seed,
+        "resamples": resamples,
+        "metrics": {},
+    }
+    for metric, (task, field) in COMPARED.items():
+        ids = sorted(q for q, r in rows_a.items() if r.get("task") == task and q in rows_b)
+        unpaired = (
+            sum(1 for r in rows_a.values() if r.get("task") == task)
+            + sum(1 for r in rows_b.values() if r.get("task") == task)
+            - 2 * len(ids)
+        )
+        if not ids:
+            if unpaired:
+                out.setdefault("not_compared", []).append(metric)  # only one run answered this task
+            continue
+        a = np.array([rows_a[q].get(field) for q in ids])
+        b = np.array([rows_b[q].get(field) for q in ids])
+        if field == "correct":
+            a, b = a.astype(bool), b.astype(bool)
+        else:
+            a, b = a.astype(float), b.astype(float)
+        ci, p_bootstrap = paired_bootstrap(a, b, seed=seed, resamples=resamples)
+        result = {
+            "n": len(ids),
+            "unpaired": unpaired,
+            "a": float(a.mean()),
+            "b": float(b.mean()),
+            "difference": float(a.mean() - b.mean()),
+            "ci95": ci,
+        }
+        if field == "correct":
+            result.update(
+                a_only_correct=int(np.sum(a & ~b)), b_only_correct=int(np.sum(~a & b)), test="McNemar exact",
+                p_value=mcnemar_exact(a, b),
+            )  # fmt: skip
+        else:
+            result.update(test="paired bootstrap", p_value=p_bootstrap)
+        result["significant"] = result["p_value"] < ALPHA
+        out["metrics"][metric] = result
+    if not out["metrics"]:
+        raise ValidationError(f"{run_a} and {run_b} answered no item in common")
+    return out
+
+
+def verdict(result: dict) -> str:
+    if not result["significant"]:
+        return "no significant difference"
+    return "A better" if result["difference"] > 0 else "B better"
