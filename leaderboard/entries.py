@@ -97,6 +97,8 @@ def format_params(params: int | None) -> str:
 
 # ---- validation -------------------------------------------------------------------------------
 
+ROUGE_DIGITS = 6  # an entry's per-item ROUGE-L values are rounded; their mean stays within 1e-6 of the metric
+
 
 def _fail(message: str, path: str | None, field: str | None = None) -> None:
     raise ValidationError(message, path=path, field=field)
@@ -128,6 +130,32 @@ def _check_metrics(metrics: object, provenance: str, path: str | None) -> None:
                 _fail(f"expected [low, high] fractions, got {ci!r}", path, f"{where}.ci95.{column.metric}")
         if provenance == "measured" and not (isinstance(block.get("n"), int) and block["n"] > 0):
             _fail(f"expected a positive item count, got {block.get('n')!r}", path, f"{where}.n")
+
+
+def _check_outcomes(entry: dict, path: str | None) -> None:
+    """Outcomes must agree with the entry's metrics: one per item, averaging to the metric."""
+    outcomes = entry.get("outcomes")
+    if outcomes is None:
+        return
+    if not isinstance(outcomes, dict) or not set(outcomes) <= set(entry["metrics"]):
+        _fail("expected an object keyed by the entry's tasks", path, "outcomes")
+    for task, values in outcomes.items():
+        block, where = entry["metrics"][task], f"outcomes.{task}"
+        if task == "ad":
+            ok = isinstance(values, list) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1
+                for v in values
+            )
+            mean = math.fsum(values) / len(values) if ok and values else None
+            metric, tolerance = block.get("rouge_l"), 1e-6
+        else:
+            ok = isinstance(values, str) and set(values) <= {"0", "1"}
+            mean = values.count("1") / len(values) if ok and values else None
+            metric, tolerance = block.get("acc"), 1e-9
+        if not ok or len(values) != block.get("n"):
+            _fail(f"expected {block.get('n')} per-item outcomes", path, where)
+        if metric is None or abs(mean - metric) > tolerance:
+            _fail(f"the per-item outcomes average {mean!r}, not the entry's metric {metric!r}", path, where)
 
 
 def validate_entry(entry: object, *, path: str | None = None) -> dict:
@@ -162,6 +190,7 @@ def validate_entry(entry: object, *, path: str | None = None) -> dict:
     if annotations is not None and (annotations not in ANNOTATIONS or entry["group"] != "tuned"):
         _fail(f"expected null or, for a tuned model, one of {list(ANNOTATIONS)}; got {annotations!r}", path,
               "annotations")  # fmt: skip
+    _check_outcomes(entry, path)
     for row in entry.get("paper") or []:
         if not (isinstance(row, dict) and row.get("table") in ("I", "II", "III") and isinstance(row.get("row"), int)):
             _fail(f"expected {{table: I|II|III, row: int, label: str}}, got {row!r}", path, "paper")

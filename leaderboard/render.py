@@ -33,6 +33,8 @@ from dfa_bench.leaderboard.entries import (
     metric_ci,
     metric_value,
 )
+from dfa_bench.leaderboard.significance import MARK, significance
+from dfa_bench.leaderboard.significance import NOTE as SIGNIFICANCE_NOTE
 
 FORMATS = ("md", "latex", "html", "csv")
 SORT_KEYS = (*COLUMN_BY_KEY, "model", "params")
@@ -68,6 +70,7 @@ def table_rows(entries: list[dict], sort: str = "dfd_acc") -> list[dict]:
     """Plain rows in display order: group, model, provenance, params, per-column value/ci/best."""
     key = sort_key_of(sort)
     best = {c.key: _best(entries, c) for c in COLUMNS}
+    tests = significance(entries)
     rows = []
     for group in GROUPS:
         for entry in sorted((e for e in entries if e["group"] == group), key=lambda e: _row_sort_key(e, key)):
@@ -78,6 +81,8 @@ def table_rows(entries: list[dict], sort: str = "dfd_acc") -> list[dict]:
                     "value": value,
                     "ci": metric_ci(entry, column),
                     "best": value is not None and pct(value) == best[column.key],
+                    # against the best measured row of the column: {p, vs, test, significant}, or None
+                    "test": tests.get((entry["model"], column.key)),
                 }
             rows.append(
                 {
@@ -111,6 +116,16 @@ def _cell_text(cell: dict) -> tuple[str, str]:
     return pct(cell["value"]), f"[{pct(ci[0])}, {pct(ci[1])}]" if ci else ""
 
 
+def _significant(cell: dict) -> bool:
+    return bool(cell.get("test") and cell["test"]["significant"])
+
+
+def _test_title(cell: dict) -> str:
+    test = cell["test"]
+    verdict = "significantly different" if test["significant"] else "not significantly different"
+    return f"p = {test['p']:.4g} against {test['vs']} ({test['test']}): {verdict}"
+
+
 def _source(row: dict) -> str:
     return "reported [1]" if row["provenance"] == "reported" else "measured"
 
@@ -118,6 +133,8 @@ def _source(row: dict) -> str:
 def _notes(rows: list[dict], benches: str, esc=lambda text: text) -> list[str]:
     """The table's footnotes; `esc` escapes the user-given parts (bench names, citations) for the format."""
     notes = ["Values in %; measured values carry a 95% bootstrap interval in brackets; best per column marked."]
+    if any(cell.get("test") for row in rows for cell in row["cells"].values()):
+        notes.append(SIGNIFICANCE_NOTE)
     if benches:
         notes.append(f"Measured on {esc(benches)}.")
     citations = sorted({r["citation"] for r in rows if r["provenance"] == "reported"})
@@ -154,6 +171,7 @@ def render_markdown(rows: list[dict]) -> str:
             for column in COLUMNS:
                 value, ci = _cell_text(row["cells"][column.key])
                 value = f"**{value}**" if row["cells"][column.key]["best"] else value
+                value += MARK if _significant(row["cells"][column.key]) else ""
                 cells.append(f"{value} {ci}".strip())
             body.append([md_escape(row["model"]), format_params(row["params"]), _source(row), *cells])
         if body:
@@ -188,7 +206,9 @@ def render_latex(rows: list[dict]) -> str:
         "% DFA-Bench leaderboard (needs \\usepackage{booktabs})",
         "\\begin{table}[t]",
         "\\centering",
-        "\\caption{DFA-Bench leaderboard. " + latex_escape(" ".join(_notes(rows, _bench_names(rows)))) + "}",
+        "\\caption{DFA-Bench leaderboard. "
+        + latex_escape(" ".join(_notes(rows, _bench_names(rows)))).replace(MARK, "$^\\dagger$")
+        + "}",
         "\\begin{tabular}{lll" + "r" * len(COLUMNS) + "}",
         "\\toprule",
         " & ".join(latex_escape(h) for h in HEADERS) + " \\\\",
@@ -203,6 +223,7 @@ def render_latex(rows: list[dict]) -> str:
             for column in COLUMNS:
                 value, ci = _cell_text(row["cells"][column.key])
                 value = f"\\textbf{{{value}}}" if row["cells"][column.key]["best"] else value
+                value += "$^\\dagger$" if _significant(row["cells"][column.key]) else ""
                 cells.append(f"{value} {{\\scriptsize {ci}}}" if ci else value)
             lines.append(" & ".join(cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
@@ -314,7 +335,9 @@ def render_html(rows: list[dict]) -> str:
                 value, ci = _cell_text(cell)
                 css = ' class="best"' if cell["best"] else ""
                 ci_html = f' <span class="ci">{esc(ci)}</span>' if ci else ""
-                tds.append(f"<td><span{css}>{esc(value)}</span>{ci_html}</td>")
+                mark = f'<span class="sig">{MARK}</span>' if _significant(cell) else ""
+                title = f' title="{esc(_test_title(cell))}"' if cell.get("test") else ""
+                tds.append(f"<td{title}><span{css}>{esc(value)}</span>{mark}{ci_html}</td>")
             attrs = " ".join(f'data-{k}="{esc(str(v))}"' for k, v in data.items())
             lines.append(f'<tr class="entry {row["provenance"]}" {attrs}>{"".join(tds)}</tr>')
         lines.append("</tbody>")

@@ -44,6 +44,7 @@ from dfa_bench.leaderboard.entries import (
     write_entry,
 )
 from dfa_bench.leaderboard.files import MAX_FILE_BYTES, SubmissionFiles, SubmissionRejected
+from dfa_bench.leaderboard.significance import outcomes_from_rows
 from dfa_bench.lmms_task import METRICS
 from dfa_bench.schema import TASKS, ValidationError
 from dfa_bench.scoring import read_predictions, score_predictions
@@ -350,7 +351,7 @@ def build_entry(
     notes = _merge_probabilities(files, rows, predictions)
 
     scored = {qid: {"response": r["response"], "score": r["score"], "line": r["line"]} for qid, r in rows.items()}
-    metrics, _, problems = score_predictions(bench, scored, only_answered=True, seed=seed)
+    metrics, judged, problems = score_predictions(bench, scored, only_answered=True, seed=seed)
     if problems:  # unreachable after the coverage checks; kept so a scorer change cannot slip through
         raise SubmissionRejected(f"scoring: {problems[0]}")
     if not files.exists(METRICS_FILE):
@@ -390,6 +391,8 @@ def build_entry(
             t for t, task_rows in rows_by_task.items() if all(r["response"] == ABSTAIN for r in task_rows)
         ),
         "parse_failure_rates": {t: metrics[t]["parse_failure_rate"] for t in ("dfd", "dfc") if t in metrics},
+        # per item, in bench order: what the leaderboard's significance marks pair between entries
+        "outcomes": outcomes_from_rows(judged),
         "versions": {
             # run.json's, when it records the installed package; lmms-eval's own field is a git description
             "lmms_eval": run.get("lmms_eval_version") or (results or {}).get("lmms_eval_version"),

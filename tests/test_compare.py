@@ -21,7 +21,10 @@ def make_run(root, name, dfd, dfc=None, ad=None, sha=SHA):
     run.mkdir()
     (run / "run.json").write_text(json.dumps({"model": name, "bench": "b", "bench_manifest_sha256": sha}))
     rows = [{"question_id": f"q{i}:dfd", "task": "dfd", "correct": bool(c)} for i, c in enumerate(dfd)]
-    rows += [{"question_id": f"q{i}:dfc", "task": "dfc", "correct": bool(c)} for i, c in enumerate([] if dfc is None else dfc)]
+    rows += [
+        {"question_id": f"q{i}:dfc", "task": "dfc", "correct": bool(c)}
+        for i, c in enumerate([] if dfc is None else dfc)
+    ]
     rows += [{"question_id": f"q{i}:ad", "task": "ad", "rouge_l": v} for i, v in enumerate([] if ad is None else ad)]
     (run / "details.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return run
