@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dfa_bench.bench import read_bench
+from dfa_bench.environment import model_identity, package_versions
 from dfa_bench.io import write_json, write_jsonl
 from dfa_bench.lmms_task import BENCH_ENV, METRICS
 from dfa_bench.responses import read_responses
@@ -301,7 +302,8 @@ def run_eval(
     command = shlex.join(["lmms-eval", *argv])
     run = {"model": model, "model_args": redact_model_args(model_args), "bench": str(bench_dir),
            "bench_manifest_sha256": bench.manifest_sha256, "tasks": tasks, "limit": limit, "batch_size": batch_size,
-           "seed": seed, "max_failures": str(max_failures), "lmms_eval_command": command}  # fmt: skip
+           "seed": seed, "max_failures": str(max_failures), "lmms_eval_command": command,
+           "versions": package_versions()}  # fmt: skip
     for name in OUTPUTS:  # a failed re-run must not leave the previous run's metrics looking current
         (output / name).unlink(missing_ok=True)
     try:
@@ -344,6 +346,7 @@ def run_eval(
     problems += scoring_problems
     write_json(output / "metrics.json", metrics)
     write_jsonl(output / "details.jsonl", details)
-    write_json(output / "run.json", {**run, "status": "ok", "failed_items": len(failures.question_ids),
-                                     "problems": problems})  # fmt: skip
+    identity = model_identity(parse_model_args(model_args))  # after the run: hub downloads are cached by now
+    write_json(output / "run.json", {**run, "model_identity": identity, "status": "ok",
+                                     "failed_items": len(failures.question_ids), "problems": problems})  # fmt: skip
     return EvalOutputs(metrics, problems, lmms_dir, command)

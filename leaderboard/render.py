@@ -93,12 +93,38 @@ def table_rows(entries: list[dict], sort: str = "dfd_acc") -> list[dict]:
                     "bench": entry["bench"],
                     "params": entry.get("params"),
                     "cells": cells,
+                    "run": run_summary(entry),
                     "parse_failure_rates": {
                         t: (entry["metrics"].get(t) or {}).get("parse_failure_rate") for t in ("dfd", "dfc")
                     },
                 }
             )
     return rows
+
+
+def _weights(identity: dict) -> str:
+    """One model argument's identity in a few characters: a weights hash, a hub revision or a name."""
+    if identity.get("weights_sha256"):
+        text = f"weights sha256 {identity['weights_sha256'][:12]}"
+    elif identity.get("hub_id"):
+        text = f"{identity['hub_id']}@{(identity.get('revision') or 'unknown revision')[:12]}"
+    else:
+        text = str(identity.get("name") or identity.get("path") or "?")
+    base = identity.get("base")
+    return f"{text} (base: {_weights(base)})" if isinstance(base, dict) else text
+
+
+def run_summary(entry: dict) -> str:
+    """A measured entry's package versions and model identity, as one line ("" for reported rows)."""
+    if entry["provenance"] != "measured":
+        return ""
+    versions = entry.get("versions") or {}
+    names = (("dfa_bench_run", "dfa-bench"), ("lmms_eval", "lmms-eval"), ("transformers", "transformers"),
+             ("torch", "torch"))  # fmt: skip
+    parts = [", ".join(f"{label} {versions[key]}" for key, label in names if versions.get(key)) or "versions unknown"]
+    identity = entry.get("model_identity") or {}
+    parts += [f"{arg}: {_weights(ident)}" for arg, ident in identity.items() if isinstance(ident, dict)]
+    return "; ".join(parts)
 
 
 def _best(entries: list[dict], column: Column) -> str | None:
@@ -178,6 +204,9 @@ def render_markdown(rows: list[dict]) -> str:
             table = tabulate(body, headers=HEADERS, tablefmt="github", disable_numparse=True)
             parts += [f"## {GROUP_TITLES[group]}", "", table, ""]
     parts += [f"- {note}" for note in _notes(rows, _bench_names(rows), md_escape)]
+    runs = [f"- {md_escape(r['model'])}: {md_escape(r['run'])}" for r in rows if r["run"]]
+    if runs:
+        parts += ["", "Measured runs (package versions; what answered):", "", *runs]
     return "\n".join(parts) + "\n"
 
 
@@ -324,8 +353,9 @@ def render_html(rows: list[dict]) -> str:
         ]
         for row in group_rows:
             data = {"model": row["model"].lower(), "params": row["params"] or "", "source": _source(row)}
+            run_title = f' title="{esc(row["run"])}"' if row["run"] else ""
             tds = [
-                f'<td class="text model">{esc(row["model"])}</td>',
+                f'<td class="text model"{run_title}>{esc(row["model"])}</td>',
                 f"<td>{esc(format_params(row['params']))}</td>",
                 f'<td class="text">{esc(_source(row))}</td>',
             ]

@@ -359,6 +359,7 @@ def build_entry(
     _compare(files.read_json(METRICS_FILE), metrics, METRICS_FILE, "")
     _check_lmms_results(results_rel, results, metrics, rows_by_task)
 
+    run_versions = run.get("versions") if isinstance(run.get("versions"), dict) else {}
     name = (model_name or _default_name(run)).strip()
     if not slug(name):
         raise SubmissionRejected(f"model name {name!r} has no usable characters")
@@ -395,10 +396,14 @@ def build_entry(
         "outcomes": outcomes_from_rows(judged),
         "versions": {
             # run.json's, when it records the installed package; lmms-eval's own field is a git description
-            "lmms_eval": run.get("lmms_eval_version") or (results or {}).get("lmms_eval_version"),
-            "dfa_bench_run": run.get("dfa_bench_version"),  # null when the run did not record it
+            "lmms_eval": run_versions.get("lmms-eval") or (results or {}).get("lmms_eval_version"),
+            "dfa_bench_run": run_versions.get("dfa-bench"),  # null when the run did not record it
             "dfa_bench_scorer": __version__,  # the version that recomputed these metrics
+            "transformers": run_versions.get("transformers"),
+            "torch": run_versions.get("torch"),
         },
+        # what answered, as run.json recorded it: weights by sha256, hub ids by revision (null: not recorded)
+        "model_identity": run.get("model_identity") if isinstance(run.get("model_identity"), dict) else None,
         "date": _eval_date(results),
         "submitted": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "source": {

@@ -11,11 +11,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
+import transformers
 import typer
 from PIL import Image
 from typer.testing import CliRunner
 
 from dfa_bench.bench import build_bench, read_bench
+from dfa_bench.environment import weights_sha256
 from dfa_bench.instruct.synthetic import make_source
 from dfa_bench.leaderboard.cli import app, submit_command
 from dfa_bench.leaderboard.files import SubmissionRejected
@@ -78,12 +81,20 @@ def test_eval_output_submit_render(real_run, tmp_path):
     assert entry["source"]["samples"] == "lmms-eval samples" and entry["adapter"] == "llava_hf"
     assert entry["bench"]["manifest_sha256"] == bench.manifest_sha256 and entry["params"] == 5_000_000
     assert entry["date"] and entry["versions"]["lmms_eval"]
+    # what the run was made with, from run.json: versions, and the weights that answered by sha256
+    run = json.loads((output / "run.json").read_text())
+    assert run["versions"]["torch"] == torch.__version__.split("+")[0] and run["versions"]["lmms-eval"] == "0.7.3"
+    assert entry["versions"]["transformers"] == transformers.__version__
+    weights = entry["model_identity"]["pretrained"]["weights_sha256"]
+    assert weights == weights_sha256(Path(run["model_identity"]["pretrained"]["path"]))[0]
 
     md = _invoke("leaderboard", "render", "--leaderboard", str(board), "--format", "md")
     row = next(line for line in md.splitlines() if line.startswith("| tiny-llava"))
     acc = f"{100 * expected['dfd']['acc']:.2f}"
     assert f"| {acc}" in row and "measured" in row and "[" in row  # value with its CI
     assert "| DFA-GPT" in md and "reported [1]" in md  # the paper's rows beside it
+    assert f"tiny-llava: dfa-bench {run['versions']['dfa-bench']}, lmms-eval 0.7.3" in md
+    assert f"pretrained: weights sha256 {weights[:12]}" in md
     for fmt in ("latex", "html", "csv"):
         path = tmp_path / f"board.{fmt}"
         _invoke("leaderboard", "render", "--leaderboard", str(board), "--format", fmt, "--output", str(path))

@@ -1,0 +1,79 @@
+"""What a run was made with: package versions and the identity of the model's weights.
+
+`dfa-bench eval` records both in run.json, and `dfa-bench submit` copies them into the leaderboard entry,
+so a reader sees which code scored a row and which weights answered. A local checkpoint is identified
+by a sha256 over its weight files (name and content), a hub id by the revision in the local hub cache,
+an API model by its name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+PACKAGES = ("dfa-bench", "lmms-eval", "transformers", "torch", "peft", "accelerate")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx", ".npz", ".msgpack", ".h5")
+MODEL_ARGS = ("pretrained", "lora", "head", "base", "model")  # the arguments that name weights
+_HUB_ID_PARTS = 2
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_sha256(path: Path) -> tuple[str, int] | None:
+    """(sha256 over the weight files' names and contents, their count) of a file or a directory's top level."""
+    files = (
+        [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    )
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(f"{file.name}\0{_file_sha256(file)}\n".encode())
+    return digest.hexdigest(), len(files)
+
+
+def identity(value: str) -> dict:
+    """One model argument's identity: local weights by sha256, a hub id by its cached revision, else its name."""
+    path = Path(value).expanduser()
+    if path.exists():
+        found = weights_sha256(path)
+        out: dict = {"path": str(path.resolve()), "weights_sha256": found[0] if found else None}
+        run_file = path / "dfa_gpt_run.json"
+        if run_file.is_file():  # a DFA-GPT run: its LoRA above, the base it was trained on here
+            out["base"] = identity(str(json.loads(run_file.read_text(encoding="utf-8"))["base"]))
+        return out
+    if value.count("/") + 1 == _HUB_ID_PARTS and not value.startswith((".", "/", "~")):
+        return {"hub_id": value, "revision": _cached_revision(value)}
+    return {"name": value}
+
+
+def _cached_revision(repo_id: str) -> str | None:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, local_files_only=True)).name  # the snapshot folder is the commit
+    except Exception:  # not cached, or no huggingface_hub: the revision is unknown, not an error
+        return None
+
+
+def model_identity(model_args: dict[str, str]) -> dict:
+    """{argument: identity} for the model arguments that name weights."""
+    return {key: identity(str(model_args[key])) for key in MODEL_ARGS if model_args.get(key)}
