@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import math
 import os
-from functools import lru_cache, partial
+from functools import cache, lru_cache, partial
+from importlib import resources
 from pathlib import Path
+
+import yaml
 
 from dfa_bench.bench import Bench, read_bench
 from dfa_bench.imaging import load_rgb
@@ -48,6 +51,21 @@ def _docs(dataset, task: str):
         for item in bench.items_for(task)
     ]  # fmt: skip
     return type(dataset).from_list(rows)
+
+
+class _TaskLoader(yaml.SafeLoader):
+    """Reads our task YAMLs outside lmms-eval: `!function` tags stay strings."""
+
+
+_TaskLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+
+
+@cache
+def task_generation_kwargs(task: str) -> dict:
+    """The generation settings of task YAML `dfa_bench_<task>`: what anything asking the bench's questions
+    outside lmms-eval (the interactive demo, leaderboard audits) must ask with."""
+    text = resources.files("dfa_bench.tasks").joinpath(f"dfa_bench_{task}.yaml").read_text(encoding="utf-8")
+    return dict(yaml.load(text, Loader=_TaskLoader)["generation_kwargs"])
 
 
 dfd_docs = partial(_docs, task="dfd")

@@ -15,15 +15,12 @@ import hashlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from threading import Thread
 from typing import Any
 
-import yaml
-
 from dfa_bench.imaging import load_rgb
+from dfa_bench.lmms_task import task_generation_kwargs
 from dfa_bench.parsing import parse
 from dfa_bench.schema import CATEGORY_NAMES
 from dfa_bench.templates import ad_question, dfc_question, dfd_question
@@ -34,20 +31,6 @@ QUESTIONS = {"dfd": dfd_question, "dfc": dfc_question, "ad": ad_question}
 MAX_PIXELS = 40_000_000  # a bigger upload is refused from its header, before it is decoded
 MAX_BYTES = 50 * 1024 * 1024
 ANALYSIS_SEED = 0  # with the image's digest, picks the bench template each question is asked with
-
-
-class _TaskLoader(yaml.SafeLoader):
-    """Reads lmms-eval task YAMLs: `!function` tags stay strings."""
-
-
-_TaskLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
-
-
-@cache
-def task_generation_kwargs(task: str) -> dict:
-    """The generation settings of the bench's task YAML `dfa_bench_<task>` (tasks/)."""
-    text = resources.files("dfa_bench.tasks").joinpath(f"dfa_bench_{task}.yaml").read_text(encoding="utf-8")
-    return dict(yaml.load(text, Loader=_TaskLoader)["generation_kwargs"])
 
 
 def load_image(source: str | Path | bytes) -> Any:

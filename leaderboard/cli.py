@@ -106,6 +106,35 @@ def paper_tables_command(
     _write_or_print(paper_tables(format, measured), output)
 
 
+@app.command("audit")
+def audit_command(
+    entry: Annotated[str, typer.Argument(help="The entry's model name, as the leaderboard shows it.")],
+    leaderboard: Annotated[Path, typer.Option(help="Leaderboard directory.")],
+    model: Annotated[str, typer.Option(help="The adapter of the model the entry claims (dfa_llava, dfa_hf, ...).")],
+    model_args: Annotated[str, typer.Option(help="Its model_args, comma-separated, as for `dfa-bench eval`.")] = "",
+    sample: Annotated[int, typer.Option(help="How many of the entry's questions to ask again.")] = 32,
+    seed: Annotated[int, typer.Option(help="Seeds which questions are sampled.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Questions per model call.")] = 8,
+) -> None:
+    """Re-ask a seeded sample of an entry's questions with the model it claims; record verified or failed."""
+    from dfa_bench.adapters.base import AdapterConfigError
+    from dfa_bench.leaderboard.audit import audit_entry
+
+    if sample < 1 or batch_size < 1:
+        _fail("--sample and --batch-size must be at least 1")
+    try:
+        record = audit_entry(leaderboard, entry, model, model_args, sample=sample, seed=seed, batch_size=batch_size)
+    except (ValidationError, AdapterConfigError) as exc:
+        _fail(str(exc))
+    typer.echo(
+        f"{entry}: {record['status']} ({record['agreement']:.0%} of {record['sample']} answers agree; seed {seed})"
+    )
+    if record["status"] != "verified":
+        shown = ", ".join(record["disagreements"])
+        typer.secho(f"answers that differ from the submitted ones include: {shown}", err=True, fg="yellow")
+        raise typer.Exit(1)
+
+
 def submit_command(
     results_dir: Annotated[Path, typer.Argument(help="Output directory of `dfa-bench eval`.")],
     leaderboard: Annotated[Path, typer.Option(help="Leaderboard directory (see `dfa-bench leaderboard init`).")],

@@ -23,8 +23,10 @@ from dfa_bench.schema import ValidationError
 SCHEMA = 1
 GROUPS = ("vision-only", "general MLLM", "tuned")
 PROVENANCES = ("measured", "reported")
+AUDIT_STATUSES = ("verified", "failed")  # `dfa-bench leaderboard audit`; a measured entry without one is unverified
 LEADERBOARD_FILE = "leaderboard.json"
 ENTRIES_DIR = "entries"
+ANSWERS_DIR = "answers"  # each measured entry's submitted answers, for audits
 PAPER_CITATION = 'Qin et al., "Towards Interactive Deepfake Analysis"'
 # Table II's rows: the abilities whose QA pairs a DFA-GPT run was trained on (`dfa-gpt train --annotations`).
 ANNOTATIONS = ("D", "D+C", "D+C+AD", "D+C+AD+FC")
@@ -191,6 +193,12 @@ def validate_entry(entry: object, *, path: str | None = None) -> dict:
         _fail(f"expected null or, for a tuned model, one of {list(ANNOTATIONS)}; got {annotations!r}", path,
               "annotations")  # fmt: skip
     _check_outcomes(entry, path)
+    audit = entry.get("audit")
+    if audit is not None and not (
+        isinstance(audit, dict) and audit.get("status") in AUDIT_STATUSES and _is_fraction(audit.get("agreement"))
+        and isinstance(audit.get("sample"), int) and not isinstance(audit.get("sample"), bool)
+    ):  # fmt: skip
+        _fail(f"expected {{status: verified|failed, agreement, sample, ...}}, got {audit!r}", path, "audit")
     for row in entry.get("paper") or []:
         if not (isinstance(row, dict) and row.get("table") in ("I", "II", "III") and isinstance(row.get("row"), int)):
             _fail(f"expected {{table: I|II|III, row: int, label: str}}, got {row!r}", path, "paper")
@@ -265,6 +273,10 @@ def bench_path(leaderboard_dir: Path | str, config: dict) -> Path:
 
 def entry_path(leaderboard_dir: Path | str, name: str) -> Path:
     return Path(leaderboard_dir) / ENTRIES_DIR / f"{slug(name)}.json"
+
+
+def answers_path(leaderboard_dir: Path | str, name: str) -> Path:
+    return Path(leaderboard_dir) / ANSWERS_DIR / f"{slug(name)}.jsonl"
 
 
 def load_entries(leaderboard_dir: Path | str) -> list[dict]:

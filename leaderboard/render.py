@@ -94,6 +94,7 @@ def table_rows(entries: list[dict], sort: str = "dfd_acc") -> list[dict]:
                     "params": entry.get("params"),
                     "cells": cells,
                     "run": run_summary(entry),
+                    "audit": (entry.get("audit") or {}).get("status"),
                     "parse_failure_rates": {
                         t: (entry["metrics"].get(t) or {}).get("parse_failure_rate") for t in ("dfd", "dfc")
                     },
@@ -153,7 +154,12 @@ def _test_title(cell: dict) -> str:
 
 
 def _source(row: dict) -> str:
-    return "reported [1]" if row["provenance"] == "reported" else "measured"
+    """reported, or measured with its audit status: verified, unverified (never audited) or audit failed."""
+    if row["provenance"] == "reported":
+        return "reported [1]"
+    return {"verified": "measured, verified", "failed": "measured, audit failed"}.get(
+        row["audit"], "measured, unverified"
+    )
 
 
 def _notes(rows: list[dict], benches: str, esc=lambda text: text) -> list[str]:

@@ -23,6 +23,8 @@ Nothing is written until all checks pass; the entry is then written atomically.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,11 +32,13 @@ from pathlib import Path
 from dfa_bench import __version__
 from dfa_bench.bench import Bench, read_bench, sha256_file
 from dfa_bench.evaluate import RESPONSES_FILE, TASK_PREFIX, redact_model_args
+from dfa_bench.io import atomic_write_bytes
 from dfa_bench.leaderboard.entries import (
     ABSTAIN,
     ANNOTATIONS,
     GROUPS,
     SCHEMA,
+    answers_path,
     bench_path,
     entry_path,
     load_entries,
@@ -318,8 +322,8 @@ def build_entry(
     params: int | None = None,
     annotations: str | None = None,
     max_file_bytes: int = MAX_FILE_BYTES,
-) -> dict:
-    """Check a submission against `bench` and return its entry (nothing is written)."""
+) -> tuple[dict, bytes]:
+    """Check a submission against `bench`; returns (its entry, its answers as JSONL bytes). Nothing is written."""
     files = SubmissionFiles(results_dir, max_bytes=max_file_bytes)
     run = files.read_json(RUN_FILE) if files.exists(RUN_FILE) else None
     if run is None:
@@ -360,6 +364,7 @@ def build_entry(
     _check_lmms_results(results_rel, results, metrics, rows_by_task)
 
     run_versions = run.get("versions") if isinstance(run.get("versions"), dict) else {}
+    answers = answers_jsonl(judged)
     name = (model_name or _default_name(run)).strip()
     if not slug(name):
         raise SubmissionRejected(f"model name {name!r} has no usable characters")
@@ -394,6 +399,8 @@ def build_entry(
         "parse_failure_rates": {t: metrics[t]["parse_failure_rate"] for t in ("dfd", "dfc") if t in metrics},
         # per item, in bench order: what the leaderboard's significance marks pair between entries
         "outcomes": outcomes_from_rows(judged),
+        # the submitted answers, kept beside the entry for audits (answers/<entry>.jsonl); this is their hash
+        "answers_sha256": hashlib.sha256(answers).hexdigest(),
         "versions": {
             # run.json's, when it records the installed package; lmms-eval's own field is a git description
             "lmms_eval": run_versions.get("lmms-eval") or (results or {}).get("lmms_eval_version"),
@@ -414,7 +421,15 @@ def build_entry(
         },
         "notes": notes + [p for p in run.get("problems") or [] if isinstance(p, str)],
     }
-    return validate_entry(entry)
+    return validate_entry(entry), answers
+
+
+def answers_jsonl(judged: list[dict]) -> bytes:
+    """The submitted answers in bench order, one {"question_id", "response"} line each."""
+    lines = (
+        json.dumps({"question_id": r["question_id"], "response": r["response"]}, ensure_ascii=False) for r in judged
+    )
+    return "".join(f"{line}\n" for line in lines).encode("utf-8")
 
 
 def _answer_hashes(entry: dict) -> set[str]:
@@ -458,7 +473,7 @@ def submit(
             f"({config['bench']['manifest_sha256']})",
             path=str(Path(leaderboard_dir) / "leaderboard.json"),
         )
-    entry = build_entry(
+    entry, answers = build_entry(
         results_dir,
         bench,
         model_name=model_name,
@@ -477,6 +492,8 @@ def submit(
             f"these logged samples are already on the leaderboard as {same!r} (identical files); one run, one entry"
         )
     try:
-        return entry, write_entry(leaderboard_dir, entry, replace=replace)
+        path = write_entry(leaderboard_dir, entry, replace=replace)
     except FileExistsError as exc:  # a concurrent submission of the same name won
         raise SubmissionRejected(str(exc)) from None
+    atomic_write_bytes(answers_path(leaderboard_dir, entry["model"]), answers)
+    return entry, path

@@ -1,0 +1,132 @@
+"""`dfa-bench leaderboard audit`: re-ask a seeded sample of an entry's questions with the model it claims.
+
+`submit` recomputes every metric from the logged answers, so edited metrics are caught; answers edited
+before submission (wrong made right, everything derived recomputed) are not. An audit catches those: it
+loads the claimed model through its adapter, asks a seeded random sample of the bench's items with the
+task YAMLs' generation settings, and compares each new answer with the submitted one (kept beside the entry
+in answers/<entry>.jsonl, its hash in the entry):
+
+- DF-D and DF-C: they agree when both parse to the same verdict, or when the texts themselves agree
+  (ROUGE-L between the two answers >= TEXT_AGREEMENT: two unparseable answers agree only if alike);
+- AD: they agree when ROUGE-L between the two answers >= AD_AGREEMENT (greedy decoding on other hardware
+  may drift late in a long answer).
+
+The entry is `verified` when at least VERIFIED_AT of the sample agrees, `failed` otherwise; the result,
+with the sample, seed, date and package versions, is written into the entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dfa_bench.bench import read_bench
+from dfa_bench.environment import package_versions
+from dfa_bench.evaluate import parse_model_args, redact_model_args
+from dfa_bench.imaging import load_rgb
+from dfa_bench.io import iter_jsonl
+from dfa_bench.leaderboard.entries import answers_path, bench_path, entry_path, read_config, read_entry, write_entry
+from dfa_bench.lmms_task import doc_to_text, task_generation_kwargs
+from dfa_bench.parsing import parse
+from dfa_bench.rouge import rouge_l
+from dfa_bench.schema import UNPARSEABLE, ValidationError
+
+TEXT_AGREEMENT = 0.8
+AD_AGREEMENT = 0.5
+VERIFIED_AT = 0.9
+SHOWN = 5  # disagreements listed in the entry
+
+
+def submitted_answers(leaderboard_dir: Path | str, entry: dict) -> dict[str, str | None]:
+    """{question_id: response} as submitted; refused when the file is not the one the entry hashed."""
+    path = answers_path(leaderboard_dir, entry["model"])
+    if not path.is_file():
+        raise ValidationError(
+            "no submitted answers kept for this entry (submitted before audits existed?)", path=str(path)
+        )
+    if hashlib.sha256(path.read_bytes()).hexdigest() != entry.get("answers_sha256"):
+        raise ValidationError(
+            "these answers are not the ones submitted (sha256 differs from the entry's)", path=str(path)
+        )
+    return {row["question_id"]: row["response"] for _, row in iter_jsonl(path)}
+
+
+def agrees(item: dict, new: str, old: str | None) -> bool:
+    old = old or ""
+    if new.strip() == old.strip():
+        return True
+    if item["task"] in ("dfd", "dfc"):
+        verdict = parse(item, new)
+        if verdict != UNPARSEABLE and verdict == parse(item, old):
+            return True
+        return rouge_l(old, new) >= TEXT_AGREEMENT
+    return rouge_l(old, new) >= AD_AGREEMENT
+
+
+def load_adapter(model: str, model_args: dict) -> object:
+    """The claimed model through its lmms-eval adapter class, which must be a DFA adapter (ours or a subclass)."""
+    from dfa_bench.adapters.base import DFAAdapter
+    from dfa_bench.evaluate import model_class
+
+    cls = model_class(model)
+    if not issubclass(cls, DFAAdapter):
+        raise ValidationError(f"--model {model}: an audit asks through a DFA adapter (dfa_*, or a DFAAdapter subclass)")
+    return cls(**model_args)
+
+
+def audit_entry(
+    leaderboard_dir: Path | str,
+    name: str,
+    model: str,
+    model_args: str = "",
+    *,
+    sample: int = 32,
+    seed: int = 0,
+    batch_size: int = 8,
+) -> dict:
+    """Audit one entry and write the result into it; returns the audit record."""
+    from dfa_bench.adapters.base import Query
+
+    path = entry_path(leaderboard_dir, name)
+    if not path.is_file():
+        raise ValidationError(f"no entry named {name!r} on this leaderboard", path=str(path))
+    entry = read_entry(path)
+    if entry["provenance"] != "measured":
+        raise ValidationError("only measured entries can be audited", path=str(path))
+    answers = submitted_answers(leaderboard_dir, entry)
+    bench = read_bench(bench_path(leaderboard_dir, read_config(leaderboard_dir)))
+    items = [i for i in bench.items if i["question_id"] in answers]
+    chosen = random.Random(seed).sample(items, min(sample, len(items)))
+    adapter = load_adapter(model, parse_model_args(model_args))
+
+    agreeing, disagreements = 0, []
+    for task in ("dfd", "dfc", "ad"):
+        task_items = [i for i in chosen if i["task"] == task]
+        for start in range(0, len(task_items), batch_size):
+            batch = task_items[start : start + batch_size]
+            queries = [
+                Query(i["question_id"], task, doc_to_text(i), [load_rgb(bench.image_path(i))], i,
+                      task_generation_kwargs(task))
+                for i in batch
+            ]  # fmt: skip
+            for item, answer in zip(batch, adapter.answer(queries)):
+                if agrees(item, answer.response, answers[item["question_id"]]):
+                    agreeing += 1
+                else:
+                    disagreements.append(item["question_id"])
+    agreement = agreeing / len(chosen) if chosen else 0.0
+    record = {
+        "status": "verified" if chosen and agreement >= VERIFIED_AT else "failed",
+        "agreement": agreement,
+        "sample": len(chosen),
+        "seed": seed,
+        "model": model,
+        "model_args": redact_model_args(model_args),
+        "date": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "versions": package_versions(),
+        "disagreements": disagreements[:SHOWN],
+    }
+    write_entry(leaderboard_dir, {**entry, "audit": record}, replace=True)
+    return record
