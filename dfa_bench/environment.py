@@ -13,6 +13,8 @@ import json
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from dfa_bench.bench import sha256_file
+
 PACKAGES = ("dfa-bench", "lmms-eval", "transformers", "torch", "peft", "accelerate")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx", ".npz", ".msgpack", ".h5")
 MODEL_ARGS = ("pretrained", "lora", "head", "base", "model")  # the arguments that name weights
@@ -29,14 +31,6 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def weights_sha256(path: Path) -> tuple[str, int] | None:
     """(sha256 over the weight files' names and contents, their count) of a file or a directory's top level."""
     files = (
@@ -46,7 +40,7 @@ def weights_sha256(path: Path) -> tuple[str, int] | None:
         return None
     digest = hashlib.sha256()
     for file in files:
-        digest.update(f"{file.name}\0{_file_sha256(file)}\n".encode())
+        digest.update(f"{file.name}\0{sha256_file(file)}\n".encode())
     return digest.hexdigest(), len(files)
 
 

