@@ -70,6 +70,15 @@ demo: install
 		--model-name tiny-random-llava --group "general MLLM"
 	$(VENV)/bin/dfa-bench submit $(DEMO)/eval/dfa-gpt-mini --leaderboard $(DEMO)/leaderboard \
 		--model-name DFA-GPT-mini --group tuned --annotations D+C+AD
+	# audits: a seeded sample of each entry's questions asked again with the model it claims
+	$(OFFLINE) $(VENV)/bin/dfa-bench leaderboard audit "probe (EfficientNet-Lite0)" --leaderboard $(DEMO)/leaderboard \
+		--model dfa_probe --model-args head=$(CURDIR)/$(DEMO)/probe,device=cpu --sample 16
+	$(OFFLINE) $(VENV)/bin/dfa-bench leaderboard audit tiny-random-llava --leaderboard $(DEMO)/leaderboard \
+		--model dfa_llava --model-args pretrained=$(CURDIR)/$(DEMO)/tiny-llava,device=cpu,dtype=float32 --sample 16
+	$(OFFLINE) $(VENV)/bin/dfa-bench leaderboard audit DFA-GPT-mini --leaderboard $(DEMO)/leaderboard \
+		--model dfa_gpt --model-args pretrained=$(CURDIR)/$(DEMO)/dfa-gpt-mini/run,device=cpu,dtype=float32 --sample 16
+	# is DFA-GPT-mini better than the probe? paired tests over the same items
+	$(VENV)/bin/dfa-bench compare $(DEMO)/eval/dfa-gpt-mini $(DEMO)/eval/probe --output $(DEMO)/eval/compare.json
 	$(VENV)/bin/dfa-bench leaderboard render --leaderboard $(DEMO)/leaderboard --format md \
 		--chart $(DEMO)/leaderboard/chart.png
 	$(VENV)/bin/dfa-bench leaderboard render --leaderboard $(DEMO)/leaderboard --format html \

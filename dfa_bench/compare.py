@@ -4,7 +4,7 @@ Two runs of `dfa-bench eval` on one bench answer the same items, so their per-it
 - DF-D ACC and DF-C ACC (0/1 per item): the difference, its paired-bootstrap 95% interval (items resampled
   jointly), and McNemar's exact test (a two-sided binomial test on the discordant pairs);
 - AD ROUGE-L (a value per item): the difference, its paired-bootstrap 95% interval, and a paired-bootstrap
-  p-value (twice the share of resampled differences on the other side of zero, Koehn 2004).
+  p-value (twice the share of resampled differences on the other side of zero, Koehn 2004, as (k + 1) / (B + 1)).
 
 Two overlapping confidence intervals do not answer the question: the per-item pairing removes the
 variance both runs share (the items' difficulty), which is most of it.
@@ -54,8 +54,9 @@ def paired_bootstrap(
     values = np.concatenate(draws) if draws else np.zeros(0)
     if not values.size:
         return ci, 1.0
-    p = 2 * min(np.mean(values <= 0), np.mean(values >= 0))
-    return ci, float(min(1.0, p))
+    # (k + 1) / (B + 1): a bootstrap p-value is never 0, only below the resolution of B resamples
+    extreme = min(int(np.sum(values <= 0)), int(np.sum(values >= 0)))
+    return ci, float(min(1.0, 2 * (extreme + 1) / (values.size + 1)))
 
 
 def read_run(run: Path | str) -> tuple[dict, dict[str, dict]]:
