@@ -12,7 +12,6 @@ same model arguments, serves two things about one face image:
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +32,8 @@ MAX_BYTES = 50 * 1024 * 1024
 ANALYSIS_SEED = 0  # with the image's digest, picks the bench template each question is asked with
 
 
-def load_image(source: str | Path | bytes) -> Any:
-    """An uploaded or named image, fully decoded as RGB; ValueError naming it when it is not a usable image."""
-    if isinstance(source, bytes):
-        if len(source) > MAX_BYTES:
-            raise ValueError(f"upload: {len(source):,} bytes, more than the {MAX_BYTES:,} allowed")
-        return load_rgb(io.BytesIO(source), what="upload", max_pixels=MAX_PIXELS)
+def load_image(source: str | Path) -> Any:
+    """An uploaded or named image file, fully decoded as RGB; ValueError naming it when it is not usable."""
     path = Path(source).expanduser()
     if not path.is_file():
         raise ValueError(f"{path}: no such image file")
