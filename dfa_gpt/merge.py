@@ -1,4 +1,5 @@
-"""`dfa-gpt merge`: fold a run's LoRA into its base and save a plain `LlavaForConditionalGeneration`.
+"""`dfa-gpt merge`: fold a run's LoRA into its base and save a plain model of the base's class
+(`LlavaForConditionalGeneration` for a llava-hf base).
 
 The result loads with `from_pretrained`, lmms-eval's `llava_hf` and `dfa_llava`, with no peft at run time;
 `merge_and_unload` also swaps the projector for its trained copy.
