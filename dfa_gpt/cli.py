@@ -152,7 +152,9 @@ def train_command(
 @app.command("merge")
 def merge_command(
     run: Annotated[Path, typer.Argument(help="A DFA-GPT run directory.")],
-    output: Annotated[Path, Opt(help="Where the merged model goes (a plain LlavaForConditionalGeneration for a llava-hf base).")],
+    output: Annotated[
+        Path, Opt(help="Where the merged model goes (a plain LlavaForConditionalGeneration for a llava-hf base).")
+    ],
     base: Annotated[str | None, Opt(help="Base checkpoint (default: the one the run records).")] = None,
     dtype: Annotated[str, Opt(help="auto | float32 | bfloat16 | float16.")] = "auto",
 ) -> None:
