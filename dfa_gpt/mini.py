@@ -30,8 +30,8 @@ PATCH = 32  # EfficientNet's output stride: S x S pixels give (S/32)^2 image tok
 IMAGE_TOKEN = "<image>"
 SOURCES_FILE = "dfa_mini_sources.json"
 # SmolLM2's ChatML template, extended to list content as LLaVA processors and DFA-GPT's data send it (an
-# image item renders as "<image>\n" before the turn's text), without SmolLM2's default system prompt: its 19
-# tokens per sample cost ~15% of every CPU training step and teach nothing.
+# image item renders as "<image>\n" before the turn's text), without SmolLM2's default system prompt: 19 tokens
+# in every sample that teach nothing and cost CPU time.
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' }}"
