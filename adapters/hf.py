@@ -248,8 +248,9 @@ class DFAHF(DFAAdapter):
                 settings["top_p"] = float(gen_kwargs["top_p"])
         return settings
 
-    def generate(self, batch: Any, gen_kwargs: dict, *, first_logits: bool = False) -> Any:
-        """`model.generate` output: `sequences`, and per-step raw `logits` when `first_logits` is set."""
+    def generate(self, batch: Any, gen_kwargs: dict, *, first_logits: bool = False, **extra: Any) -> Any:
+        """`model.generate` output: `sequences`, and per-step raw `logits` when `first_logits` is set.
+        `extra` goes to `model.generate` as it is (a `streamer` for the interactive chat)."""
         kwargs: dict[str, Any] = {
             **self.decoding(gen_kwargs),
             "pad_token_id": self.pad_id,
@@ -257,6 +258,7 @@ class DFAHF(DFAAdapter):
             # Raw first-step logits, not `scores`: scores are after logits processors (temperature,
             # top-p, repetition penalty), and P(yes) should be the model's, whatever the decoding.
             "output_logits": first_logits,
+            **extra,
         }
         if not kwargs["do_sample"]:  # greedy: clear sampling defaults a checkpoint's generation_config may carry
             kwargs.update(temperature=None, top_p=None, top_k=None)

@@ -59,6 +59,17 @@ def paired_bootstrap(
     return ci, float(min(1.0, 2 * (extreme + 1) / (values.size + 1)))
 
 
+def paired_test(
+    a: np.ndarray, b: np.ndarray, *, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES
+) -> tuple[list[float] | None, float, str]:
+    """(paired-bootstrap 95% interval of mean(a) - mean(b), p-value, test name) for per-item outcomes:
+    McNemar's exact test for 0/1 outcomes, the paired bootstrap for values such as ROUGE-L."""
+    ci, p_bootstrap = paired_bootstrap(a, b, seed=seed, resamples=resamples)
+    if a.dtype == bool:
+        return ci, mcnemar_exact(a, b), "McNemar exact"
+    return ci, p_bootstrap, "paired bootstrap"
+
+
 def read_run(run: Path | str) -> tuple[dict, dict[str, dict]]:
     """(run.json, {question_id: judged row}) of a `dfa-bench eval` output directory."""
     run = Path(run)
@@ -114,7 +125,7 @@ def compare_runs(run_a: Path | str, run_b: Path | str, *, seed: int = 0, resampl
             a, b = a.astype(bool), b.astype(bool)
         else:
             a, b = a.astype(float), b.astype(float)
-        ci, p_bootstrap = paired_bootstrap(a, b, seed=seed, resamples=resamples)
+        ci, p_value, test = paired_test(a, b, seed=seed, resamples=resamples)
         result = {
             "n": len(ids),
             "unpaired": unpaired,
@@ -124,13 +135,8 @@ def compare_runs(run_a: Path | str, run_b: Path | str, *, seed: int = 0, resampl
             "ci95": ci,
         }
         if field == "correct":
-            result.update(
-                a_only_correct=int(np.sum(a & ~b)), b_only_correct=int(np.sum(~a & b)), test="McNemar exact",
-                p_value=mcnemar_exact(a, b),
-            )  # fmt: skip
-        else:
-            result.update(test="paired bootstrap", p_value=p_bootstrap)
-        result["significant"] = result["p_value"] < ALPHA
+            result.update(a_only_correct=int(np.sum(a & ~b)), b_only_correct=int(np.sum(~a & b)))
+        result.update(test=test, p_value=p_value, significant=p_value < ALPHA)
         out["metrics"][metric] = result
     if not out["metrics"]:
         raise ValidationError(f"{run_a} and {run_b} answered no item in common")

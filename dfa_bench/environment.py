@@ -18,7 +18,6 @@ from dfa_bench.bench import sha256_file
 PACKAGES = ("dfa-bench", "lmms-eval", "transformers", "torch", "peft", "accelerate")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx", ".npz", ".msgpack", ".h5")
 MODEL_ARGS = ("pretrained", "lora", "head", "base", "model")  # the arguments that name weights
-_HUB_ID_PARTS = 2
 
 
 def package_versions() -> dict[str, str | None]:
@@ -31,8 +30,8 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def weights_sha256(path: Path) -> tuple[str, int] | None:
-    """(sha256 over the weight files' names and contents, their count) of a file or a directory's top level."""
+def weights_sha256(path: Path) -> str | None:
+    """sha256 over the weight files' names and contents: a file, or a directory's top level (None: no weights)."""
     files = (
         [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
     )
@@ -41,20 +40,19 @@ def weights_sha256(path: Path) -> tuple[str, int] | None:
     digest = hashlib.sha256()
     for file in files:
         digest.update(f"{file.name}\0{sha256_file(file)}\n".encode())
-    return digest.hexdigest(), len(files)
+    return digest.hexdigest()
 
 
 def identity(value: str) -> dict:
     """One model argument's identity: local weights by sha256, a hub id by its cached revision, else its name."""
     path = Path(value).expanduser()
     if path.exists():
-        found = weights_sha256(path)
-        out: dict = {"path": str(path.resolve()), "weights_sha256": found[0] if found else None}
+        out: dict = {"path": str(path.resolve()), "weights_sha256": weights_sha256(path)}
         run_file = path / "dfa_gpt_run.json"
         if run_file.is_file():  # a DFA-GPT run: its LoRA above, the base it was trained on here
             out["base"] = identity(str(json.loads(run_file.read_text(encoding="utf-8"))["base"]))
         return out
-    if value.count("/") + 1 == _HUB_ID_PARTS and not value.startswith((".", "/", "~")):
+    if value.count("/") == 1 and not value.startswith((".", "/", "~")):  # org/name
         return {"hub_id": value, "revision": _cached_revision(value)}
     return {"name": value}
 

@@ -131,7 +131,6 @@ class Analyst:
         max_new_tokens: int = 512,
     ) -> Iterator[str]:
         """Yields the reply to `text` piece by piece; the turn pair joins the conversation when it ends."""
-        import torch
         from transformers import TextIteratorStreamer
 
         adapter = self.adapter
@@ -140,18 +139,13 @@ class Analyst:
             self.messages(conversation, text), add_generation_prompt=True, tokenize=False
         )
         batch = adapter.encode([prompt], [[conversation.image]])
-        settings = adapter.decoding(
-            {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "do_sample": temperature > 0}
-        )
-        if not settings["do_sample"]:
-            settings.update(temperature=None, top_p=None, top_k=None)
+        gen_kwargs = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens}
         streamer = TextIteratorStreamer(adapter.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
         failure: list[BaseException] = []
 
-        def generate() -> None:
+        def generate() -> None:  # the adapter's own generate: the bench's decoding settings and padding
             try:
-                with torch.inference_mode():
-                    adapter.model.generate(**batch, **settings, pad_token_id=adapter.pad_id, streamer=streamer)
+                adapter.generate(batch, gen_kwargs, streamer=streamer)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 failure.append(exc)
                 streamer.end()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dfa_bench.compare import ALPHA, mcnemar_exact, paired_bootstrap
+from dfa_bench.compare import ALPHA, paired_test
 from dfa_bench.leaderboard.entries import COLUMNS, ROUGE_DIGITS, Column, metric_value
 
 TESTED = {"dfd_acc": "dfd", "dfd_err": "dfd", "dfc_acc": "dfc", "ad_rouge_l": "ad"}
@@ -63,10 +63,7 @@ def significance(entries: list[dict], *, seed: int = 0) -> dict[tuple[str, str],
             values = _values(entry, task)
             if entry is best or values is None or len(values) != len(reference):
                 continue
-            if task == "ad":
-                p, test = paired_bootstrap(reference, values, seed=seed)[1], "paired bootstrap"
-            else:
-                p, test = mcnemar_exact(reference, values), "McNemar exact"
+            _, p, test = paired_test(reference, values, seed=seed)
             out[(entry["model"], column.key)] = {"p": p, "vs": best["model"], "test": test, "significant": p < ALPHA}
     return out
 

@@ -21,7 +21,7 @@ def test_local_weights_are_identified_by_content(tmp_path):
     (model / "model.safetensors").write_bytes(b"weights")
     (model / "config.json").write_text("{}")
     first = identity(str(model))
-    assert first["path"] == str(model.resolve()) and first["weights_sha256"] == weights_sha256(model)[0]
+    assert first["path"] == str(model.resolve()) and first["weights_sha256"] == weights_sha256(model)
     (model / "config.json").write_text('{"a": 1}')  # not a weight file
     assert identity(str(model))["weights_sha256"] == first["weights_sha256"]
     (model / "model.safetensors").write_bytes(b"other weights")
@@ -40,7 +40,7 @@ def test_a_dfa_gpt_run_names_its_base_and_other_arguments(tmp_path):
     (run / "dfa_gpt_run.json").write_text(json.dumps({"base": str(base)}))
     found = model_identity({"pretrained": str(run), "dtype": "float32", "model": "gpt-4o"})
     assert set(found) == {"pretrained", "model"}
-    assert found["pretrained"]["base"]["weights_sha256"] == weights_sha256(base)[0]
+    assert found["pretrained"]["base"]["weights_sha256"] == weights_sha256(base)
     assert found["model"] == {"name": "gpt-4o"}
     hub = identity("org-that-is-not-cached/some-model")
     assert hub == {"hub_id": "org-that-is-not-cached/some-model", "revision": None}

@@ -86,7 +86,7 @@ def test_eval_output_submit_render(real_run, tmp_path):
     assert run["versions"]["torch"] == torch.__version__.split("+")[0] and run["versions"]["lmms-eval"] == "0.7.3"
     assert entry["versions"]["transformers"] == transformers.__version__
     weights = entry["model_identity"]["pretrained"]["weights_sha256"]
-    assert weights == weights_sha256(Path(run["model_identity"]["pretrained"]["path"]))[0]
+    assert weights == weights_sha256(Path(run["model_identity"]["pretrained"]["path"]))
 
     md = _invoke("leaderboard", "render", "--leaderboard", str(board), "--format", "md")
     row = next(line for line in md.splitlines() if line.startswith("| tiny-llava"))
