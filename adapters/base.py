@@ -8,6 +8,12 @@ moves on, so a killed run loses at most the batch in flight. A query whose image
 whose batch raised, becomes a recorded per-item error (an empty response), never a crashed run.
 
 Adapters only implement `answer` (and set `fingerprint`, what identifies their answers in the cache).
+
+Under `accelerate launch` (or `dfa-bench eval --num-processes N`) lmms-eval hands each process only its
+rank's shard of the questions and gathers the results on rank 0. The base class gives every adapter what
+that needs: its rank and world size from the launcher's environment, the device of its local rank
+(`process_device`), an `accelerator` for lmms-eval's collectives (gloo on CPU), and a response cache
+file of its own (`responses.rank<r>.jsonl`), so processes never write into one another's file.
 """
 
 from __future__ import annotations
@@ -64,6 +70,25 @@ def local_path_or_hub_id(value: str, *, arg: str, adapter: str) -> str:
     return value
 
 
+def launch_ranks() -> tuple[int, int, int]:
+    """(rank, local rank, world size) as torchrun / accelerate launch set them; (0, 0, 1) otherwise."""
+    env = os.environ
+    return int(env.get("RANK", 0)), int(env.get("LOCAL_RANK", 0)), int(env.get("WORLD_SIZE", 1))
+
+
+def process_device(requested: str | None) -> str:
+    """Where this process runs its model: `requested`, with a bare "cuda" (or nothing, on a GPU machine)
+    meaning this process's own GPU, `cuda:<local rank>`, when several processes share the machine."""
+    import torch
+
+    _, local_rank, world_size = launch_ranks()
+    if requested in (None, "", "auto"):
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and world_size > 1:
+        return f"cuda:{local_rank}"
+    return requested
+
+
 def as_bool(value: Any) -> bool:
     """A model_args flag: lmms-eval passes True/False for `True`/`False`, strings otherwise."""
     return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
@@ -87,7 +112,14 @@ class DFAAdapter(lmms):
         if unknown:
             raise ValueError(f"{self.name}: unknown model_args {sorted(unknown)}")
         self.batch_size = max(1, int(batch_size)) if str(batch_size).isdigit() else 1
-        self.device_name = device
+        self._rank, self.local_rank, self._world_size = launch_ranks()
+        self.device_name = process_device(device)
+        if self._world_size > 1:
+            from accelerate import Accelerator
+
+            # lmms-eval's collectives run through `lm.accelerator`; the one it would make for us is not
+            # distributed on a machine without GPUs, so CPU processes get gloo here
+            self.accelerator = Accelerator(cpu=not self.device_name.startswith("cuda"))
         self.fingerprint: dict = {"adapter": self.name}
         self._cache_path = response_cache
         self._cache: ResponseCache | None = None
@@ -107,14 +139,22 @@ class DFAAdapter(lmms):
     # -------------------------------------------------------------------------------- shared
 
     @property
+    def device(self) -> Any:
+        """The torch device lmms-eval places its collective tensors on (this process's device)."""
+        import torch
+
+        accelerator = getattr(self, "accelerator", None)
+        return accelerator.device if accelerator is not None else torch.device(self.device_name)
+
+    @property
     def cache(self) -> ResponseCache:
         if self._cache is None:
             path = self._cache_path
             if not path:
                 digest = cache_key(self.fingerprint, "", "", {})[:12]
                 path = Path(os.environ.get(CACHE_DIR_ENV, "dfa_bench_responses")) / f"{self.name}-{digest}.jsonl"
-            self._cache = ResponseCache(path)
-            logger.info(f"{self.name}: response cache {self._cache.path} ({len(self._cache.answers)} answers)")
+            self._cache = ResponseCache(path, rank=self.rank if self.world_size > 1 else None)
+            logger.info(f"{self.name}: response cache {self._cache.write_path} ({len(self._cache.answers)} answers)")
         return self._cache
 
     def _query(self, request) -> tuple[Query, str | None]:
@@ -141,12 +181,18 @@ class DFAAdapter(lmms):
         responses: list[str | None] = [None] * len(requests)
         pending: dict[str, list[tuple[int, str, Query]]] = defaultdict(list)  # by generation settings
         new_rows: list[dict] = []
+        first_asked: dict[str, int] = {}  # a question asked twice in one call is answered once
+        repeats: list[tuple[int, int]] = []  # (index, index of its first asking)
         stale = 0
         for i, request in enumerate(requests):
             query, error = self._query(request)
             key = cache_key(
                 self.fingerprint, query.question_id, query.prompt, query.gen_kwargs, item_identity(query.doc)
             )
+            if key in first_asked:  # lmms-eval pads a shorter rank's shard with copies of its last request
+                repeats.append((i, first_asked[key]))
+                continue
+            first_asked[key] = i
             cached = self.cache.get(key)
             if cached is not None:
                 responses[i] = cached["response"]
@@ -159,7 +205,7 @@ class DFAAdapter(lmms):
                 pending[json.dumps(query.gen_kwargs, sort_keys=True, default=str)].append((i, key, query))
         self._record(new_rows)
         todo = sum(len(v) for v in pending.values())
-        served = len(requests) - todo - len(new_rows)
+        served = len(requests) - todo - len(new_rows) - len(repeats)
         logger.info(f"{self.name}: {served} of {len(requests)} answers from the cache {self.cache.path}")
         if stale:
             logger.warning(
@@ -177,6 +223,8 @@ class DFAAdapter(lmms):
                     for (i, _, _), a in zip(batch, answers):
                         responses[i] = a.response
                     bar.update(len(batch))
+        for i, first in repeats:
+            responses[i] = responses[first]
         self._log_summary()
         return [r or "" for r in responses]
 

@@ -123,8 +123,12 @@ class DFAHF(DFAAdapter):
         self.max_new_tokens = int(max_new_tokens) if max_new_tokens not in (None, "") else None
         self.system_prompt = self._resolve_system_prompt(str(system_prompt)) if system_prompt else None
         self.dfd_probability = as_bool(dfd_probability)
-        if self.device_map is None:
-            self.device_name = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device_map and self.world_size > 1:
+            raise AdapterConfigError(
+                f"{self.name}: device_map={self.device_map} spreads one model over the GPUs, but this run has "
+                f"{self.world_size} processes, each answering its share on its own GPU: drop device_map, or run "
+                "one process"
+            )
 
         self.model, self.processor = self.load_model()
         self.model.eval()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -221,10 +222,27 @@ def evaluate(
             help="Failed items the run may have and still count: a number (0: none) or a fraction (0.05 or 5%)."
         ),
     ] = "0",
+    num_processes: Annotated[
+        int,
+        typer.Option(
+            help="Processes answering in parallel, one per GPU (or CPU share), started with `accelerate launch`; "
+            "each answers its shard of the questions and rank 0 writes the outputs."
+        ),
+    ] = 1,
 ) -> None:
     """Evaluate a model on a bench through lmms-eval; writes lmms-eval's logs plus metrics.json."""
     from dfa_bench.evaluate import EvaluationFailed, run_eval
 
+    if num_processes < 1:
+        _fail(f"--num-processes must be at least 1, got {num_processes}")
+    if num_processes > 1 and "WORLD_SIZE" not in os.environ:  # launched processes carry WORLD_SIZE
+        from dfa_bench.launch import launch_eval
+
+        argv = ["--model", model, "--bench", str(bench), "--output", str(output), "--model-args", model_args,
+                "--tasks", tasks, "--batch-size", str(batch_size), "--seed", str(seed), "--max-failures", max_failures]  # fmt: skip
+        if limit is not None:
+            argv += ["--limit", str(limit)]
+        raise typer.Exit(launch_eval(num_processes, argv))
     try:
         result = run_eval(
             model, bench, output, model_args=model_args, tasks=tasks, limit=limit, batch_size=batch_size, seed=seed,
@@ -234,6 +252,8 @@ def evaluate(
         _fail(str(exc))
     except EvaluationFailed as exc:
         _fail(f"evaluation failed: {exc}", code=1)
+    if result is None:  # a process other than rank 0 of a multi-process run: rank 0 reports
+        return
     for problem in result.problems:
         typer.secho(f"warning: {problem}", err=True, fg=typer.colors.YELLOW)
     typer.echo(metrics_table(result.metrics))
@@ -440,3 +460,7 @@ def tiny_llava(output: Annotated[Path, typer.Option(help="Directory to save the 
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":  # `python -m dfa_bench.cli`, as `accelerate launch --module` starts it
+    main()

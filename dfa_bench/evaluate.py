@@ -4,6 +4,10 @@ We drive lmms-eval's TaskManager, simple_evaluate and EvaluationTracker directly
 and per-sample logs are written as its CLI writes them, but a failure raises (the `lmms-eval`
 command exits 0 on failure) and our command exits non-zero. The equivalent lmms-eval command is
 recorded in run.json for anyone who wants to rerun it by hand.
+
+Under N processes (`accelerate launch`, `dfa-bench eval --num-processes N`) every process runs this:
+lmms-eval answers each process's shard and gathers results and samples on rank 0, which alone writes
+the outputs. The other processes return None.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dfa_bench.bench import read_bench
 from dfa_bench.environment import model_identity, package_versions
 from dfa_bench.io import write_json, write_jsonl
 from dfa_bench.lmms_task import BENCH_ENV, METRICS
-from dfa_bench.responses import read_responses
+from dfa_bench.responses import merge_rank_files, read_responses
 from dfa_bench.schema import ValidationError
 from dfa_bench.scoring import score_predictions
 
@@ -161,6 +165,7 @@ def uses_dfa_adapter(model: str) -> bool:
 class AdapterFailures:
     question_ids: list[str]
     errors: dict[str, str]
+    unlogged: int = 0  # answers with no line in the response cache (another machine's, on its own disk)
 
     def describe(self, responses_path: Path, shown: int = 5) -> str:
         first = ", ".join(f"{q} ({self.errors[q]})" for q in self.question_ids[:shown])
@@ -180,7 +185,8 @@ def _merge_adapter_responses(rows: list[dict], responses_path: Path, bench_sha25
         if row.get("score") is None and entry and not entry.get("error") and entry["response"] == row["response"]:
             row["score"] = entry.get("score")
     failed = sorted(row["question_id"] for row in rows if (latest.get(row["question_id"]) or {}).get("error"))
-    return AdapterFailures(failed, {q: latest[q]["error"] for q in failed})
+    unlogged = sum(1 for row in rows if row["question_id"] not in latest)
+    return AdapterFailures(failed, {q: latest[q]["error"] for q in failed}, unlogged)
 
 
 class _InfoLog:
@@ -209,9 +215,14 @@ class _InfoLog:
             pass
 
 
+def process_rank() -> int:
+    """This process's rank under torchrun / accelerate launch; 0 when it runs alone."""
+    return int(os.environ.get("RANK", 0))
+
+
 def _simple_evaluate(
     model: str, model_args: str, tasks: str, lmms_dir: Path, *, limit: int | None, batch_size: int, seed: int
-) -> tuple[dict, dict]:
+) -> tuple[dict | None, dict]:
     """lmms-eval's evaluation and logging, as its CLI does it, minus its habit of swallowing errors.
 
     We do not call its CLI entry: it also treats a task name that is a directory in the working
@@ -242,8 +253,12 @@ def _simple_evaluate(
     except Exception as exc:
         raise EvaluationFailed(f"{type(exc).__name__}: {exc}") from exc
     if results is None:
+        if process_rank() != 0:  # lmms-eval gathered this process's results on rank 0
+            return None, {}
         raise EvaluationFailed("lmms-eval returned no results")
     samples = results.pop("samples", None) or {}
+    for task_samples in samples.values():  # rank 0 gathers shard after shard: back to the bench's order
+        task_samples.sort(key=lambda sample: sample["doc_id"])
     config = results.get("config") or {}
     if isinstance(config.get("model_args"), str):  # lmms-eval writes these into its results file as given
         config["model_args"] = redact_model_args(config["model_args"])
@@ -281,36 +296,47 @@ def run_eval(
     batch_size: int = 1,
     seed: int = 0,
     max_failures: str | int | float = 0,
-) -> EvalOutputs:
+) -> EvalOutputs | None:
     """Evaluate, score and write OUTPUT/{predictions.jsonl, metrics.json, details.jsonl, run.json}.
 
     More failed items than `max_failures` (a count, or a fraction such as 0.05) fails the run: run.json
     records why, no metrics are written, and the response cache is kept so a re-run resumes.
+    Under several processes only rank 0 writes and returns the outputs; the others return None.
     """
     bench_dir, output = Path(bench_dir).resolve(), Path(output)
     check_eval_inputs(output, model_args, limit, batch_size)
     allowed_count, allowed_fraction = parse_max_failures(max_failures)
     bench = read_bench(bench_dir)
     os.environ[BENCH_ENV] = str(bench_dir)
-    responses_path = output / RESPONSES_FILE
+    responses_path = Path(parse_model_args(model_args).get("response_cache") or output / RESPONSES_FILE)
     dfa_adapter = uses_dfa_adapter(model)
     if dfa_adapter and "response_cache" not in parse_model_args(model_args):
         # DFA adapters append every answer here as it arrives; re-running the command resumes from it
         model_args = ",".join(filter(None, [model_args, f"response_cache={responses_path.resolve()}"]))
     lmms_dir = output / "lmms_eval"
     argv = lmms_eval_argv(model, model_args, tasks, lmms_dir, limit=limit, batch_size=batch_size, seed=seed)
-    command = shlex.join(["lmms-eval", *argv])
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    launcher = ["accelerate", "launch", "--num_processes", str(world_size), "--multi_gpu", "-m", "lmms_eval"]
+    command = shlex.join([*(launcher if world_size > 1 else ["lmms-eval"]), *argv])
     run = {"model": model, "model_args": redact_model_args(model_args), "bench": str(bench_dir),
            "bench_manifest_sha256": bench.manifest_sha256, "tasks": tasks, "limit": limit, "batch_size": batch_size,
            "seed": seed, "max_failures": str(max_failures), "lmms_eval_command": command,
-           "versions": package_versions()}  # fmt: skip
-    for name in OUTPUTS:  # a failed re-run must not leave the previous run's metrics looking current
-        (output / name).unlink(missing_ok=True)
+           "versions": package_versions(), "num_processes": world_size}  # fmt: skip
+    writer = process_rank() == 0
+    if writer:
+        # Answers an interrupted multi-process run left per process join the cache first, so that this
+        # run's answers come after them (the last line of a question is its current answer).
+        merge_rank_files(responses_path)
+        for name in OUTPUTS:  # a failed re-run must not leave the previous run's metrics looking current
+            (output / name).unlink(missing_ok=True)
     try:
         with _InfoLog():
             results, answers_by_task = _simple_evaluate(
                 model, model_args, tasks, lmms_dir, limit=limit, batch_size=batch_size, seed=seed
             )
+        if results is None:
+            return None
+        merge_rank_files(responses_path)  # every process has finished answering (lmms-eval waited for them)
         expected = [t for t in results.get("configs", {}) if t.startswith(TASK_PREFIX)]
         if not expected:
             raise EvaluationFailed(f"no DFA-Bench task ran (requested {tasks!r})")
@@ -318,7 +344,8 @@ def run_eval(
         if missing:
             raise EvaluationFailed(f"no samples were logged for {missing}")
     except EvaluationFailed as exc:
-        write_json(output / "run.json", {**run, "status": "failed", "error": str(exc), "problems": []})
+        if writer:
+            write_json(output / "run.json", {**run, "status": "failed", "error": str(exc), "problems": []})
         raise
 
     rows = [row for task in expected for row in answers_by_task[task]]
@@ -328,6 +355,12 @@ def run_eval(
         failures = _merge_adapter_responses(rows, responses_path, bench.manifest_sha256)
         if failures.question_ids:
             problems.append(failures.describe(responses_path))
+        if failures.unlogged:
+            problems.append(
+                f"{failures.unlogged} of {len(rows)} answers have no line in the response cache {responses_path}, "
+                "so their DF-D scores are missing; under several machines, --output must be on a filesystem "
+                "they all share"
+            )
     blank = sum(1 for row in rows if not (row["response"] or "").strip())
     if blank:
         problems.append(f"{blank} of {len(rows)} responses are empty")

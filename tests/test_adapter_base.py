@@ -169,3 +169,71 @@ def test_unknown_model_args_are_refused():
 def test_forgery_probability_follows_the_question_polarity():
     assert forgery_probability(0.8, "forged") == 0.8
     assert forgery_probability(0.8, "authentic") == pytest.approx(0.2)
+
+
+# ------------------------------------------------------------------------- several processes
+
+
+def test_a_padded_repeat_of_a_request_is_answered_once(tmp_path):
+    adapter = EchoAdapter(batch_size=4, response_cache=str(tmp_path / "r.jsonl"))
+    requests = _requests(adapter, _docs(tmp_path, 3))
+    requests.append(requests[-1])  # lmms-eval pads a shorter shard with a copy of its last request
+    responses = adapter.generate_until(requests)
+    assert responses[-1] == responses[-2] == "answer q2 (1 image)"
+    assert sorted(q for batch in adapter.batches for q in batch) == ["q0", "q1", "q2"]
+    assert len(read_responses(tmp_path / "r.jsonl")) == 3
+
+
+def test_each_process_writes_its_own_file_and_reads_them_all(tmp_path, monkeypatch):
+    import accelerate
+
+    made = []  # no process group in a unit test: record the Accelerator the adapter asks for
+    monkeypatch.setattr(accelerate, "Accelerator", lambda cpu: made.append(cpu) or SimpleNamespace(device="cpu"))
+    cache = tmp_path / "r.jsonl"
+    docs = _docs(tmp_path, 4)
+    for rank in (0, 1):  # two processes, each answering its shard (lmms-eval hands them doc i % 2 == rank)
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        adapter = EchoAdapter(response_cache=str(cache), device="cpu")
+        assert (adapter.rank, adapter.world_size, adapter.device) == (rank, 2, "cpu")
+        shard = [r for r in _requests(adapter, docs) if r.args[3] % 2 == rank]
+        adapter.generate_until(shard)
+    assert made == [True, True] and not cache.exists()  # CPU processes: a gloo accelerator each
+    by_file = {p.name: sorted(r["question_id"] for r in read_responses(p)) for p in tmp_path.glob("r.rank*.jsonl")}
+    assert by_file == {"r.rank0.jsonl": ["q0", "q2"], "r.rank1.jsonl": ["q1", "q3"]}
+
+    monkeypatch.setenv("WORLD_SIZE", "1")  # a resumed run with one process asks nothing again
+    monkeypatch.setenv("RANK", "0")
+    again = EchoAdapter(response_cache=str(cache))
+    again.generate_until(_requests(again, docs))
+    assert again.batches == []
+    assert sorted(row["question_id"] for row in read_responses(cache)) == ["q0", "q1", "q2", "q3"]
+
+
+def test_merging_the_process_files_keeps_every_line_once_and_in_rank_order(tmp_path):
+    from dfa_bench.responses import merge_rank_files, rank_path, rank_paths
+
+    cache = tmp_path / "r.jsonl"
+    cache.write_text(json.dumps({"key": "a", "question_id": "q0", "response": "old"}) + '\n{"torn')
+    for rank in (10, 2):  # numeric order, not text order
+        rank_path(cache, rank).write_text(json.dumps({"key": f"k{rank}", "question_id": f"q{rank}"}) + "\n")
+    (tmp_path / "r.rankX.jsonl").write_text("not ours\n")
+    assert [p.name for p in rank_paths(cache)] == ["r.rank2.jsonl", "r.rank10.jsonl"]
+    assert merge_rank_files(cache) == 2
+    assert [row["key"] for row in read_responses(cache)] == ["a", "k2", "k10"]  # the torn tail was cut first
+    assert not rank_paths(cache) and (tmp_path / "r.rankX.jsonl").exists()
+    assert merge_rank_files(cache) == 0
+
+
+def test_a_process_takes_the_gpu_of_its_local_rank(monkeypatch):
+    import torch
+
+    from dfa_bench.adapters.base import process_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    assert process_device(None) == process_device("cuda") == "cuda:3"
+    assert process_device("cpu") == "cpu" and process_device("cuda:0") == "cuda:0"
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert process_device(None) == "cuda"

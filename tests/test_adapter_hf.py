@@ -136,6 +136,15 @@ def test_bad_model_args_are_rejected(checkpoint):
         DFAHF.create_from_arg_string("device=cpu")
 
 
+def test_device_map_is_refused_when_several_processes_share_the_gpus(checkpoint, monkeypatch):
+    import accelerate
+
+    monkeypatch.setattr(accelerate, "Accelerator", lambda cpu: None)  # no process group in a unit test
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(AdapterConfigError, match=r"device_map=auto .* 2 processes, each .* drop device_map"):
+        DFAHF.create_from_arg_string(f"pretrained={checkpoint},device_map=auto")
+
+
 def test_a_missing_local_path_is_named(tmp_path):
     with pytest.raises(AdapterConfigError, match=r"pretrained=/missing/path: no such file or directory"):
         DFAHF.create_from_arg_string("pretrained=/missing/path,device=cpu", {})

@@ -58,3 +58,10 @@ def test_version():
 def test_eval_help_says_limit_is_per_task_and_how_to_set_max_new_tokens():
     out = help_text("eval", "--help")
     assert "per task" in out and "max_new_tokens=N" in out and "--max-failures" in out
+
+
+def test_eval_refuses_fewer_than_one_process(tmp_path):
+    result = CliRunner().invoke(app, ["eval", "--model", "dfa_llava", "--bench", str(tmp_path), "--output",
+                                      str(tmp_path / "out"), "--num-processes", "0"])  # fmt: skip
+    assert result.exit_code != 0 and "--num-processes must be at least 1, got 0" in result.output
+    assert not (tmp_path / "out").exists()

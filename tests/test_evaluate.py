@@ -14,6 +14,7 @@ from dfa_bench.bench import build_bench, sha256_file
 from dfa_bench.evaluate import EvaluationFailed, parse_max_failures, run_eval, uses_dfa_adapter
 from dfa_bench.instruct.synthetic import make_source
 from dfa_bench.lmms_task import BENCH_ENV
+from dfa_bench.responses import read_responses
 from dfa_bench.schema import ValidationError
 
 LIMIT = 3  # items per task: 9 questions a run
@@ -114,3 +115,20 @@ def test_a_changed_image_is_never_answered_from_the_cache(small_bench, tmp_path)
     predictions = [json.loads(line) for line in (output / "predictions.jsonl").read_text().splitlines()]
     assert {p["question_id"]: p["score"] for p in predictions if p["question_id"] in new} == new
     assert result.metrics["dfd"]["n"] == LIMIT
+
+
+def test_the_cache_named_in_model_args_is_the_one_read(small_bench, tmp_path):
+    cache = tmp_path / "elsewhere" / "answers.jsonl"
+    result = run(small_bench, tmp_path / "out", model_args=f"response_cache={cache}")
+    assert len(read_responses(cache)) == 3 * LIMIT and not (tmp_path / "out" / "responses.jsonl").exists()
+    assert result.metrics["dfd"]["auc"] is not None and result.problems == []
+
+
+def test_answers_missing_from_the_cache_are_reported(tmp_path):
+    from dfa_bench.evaluate import _merge_adapter_responses
+
+    cache = tmp_path / "responses.jsonl"
+    cache.write_text(json.dumps({"question_id": "q1", "response": "Yes", "score": 0.9, "error": None}) + "\n")
+    rows = [{"question_id": q, "response": "Yes", "score": None} for q in ("q1", "q2", "q3")]
+    failures = _merge_adapter_responses(rows, cache, "sha")
+    assert failures.unlogged == 2 and [row["score"] for row in rows] == [0.9, None, None]

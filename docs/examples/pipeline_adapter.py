@@ -26,7 +26,8 @@ class PipelineAdapter(DFAAdapter):
         super().__init__(device=device, **kwargs)
         from transformers import pipeline
 
-        self.pipe = pipeline("image-text-to-text", model=pretrained, device=device or "cpu")
+        # device_name: `device`, or this process's own GPU (cuda:<local rank>) under accelerate launch
+        self.pipe = pipeline("image-text-to-text", model=pretrained, device=self.device_name)
         # what identifies this model's answers in the response cache (never put secrets here)
         self.fingerprint = {"adapter": self.name, "pretrained": pretrained}
 
