@@ -89,6 +89,17 @@ def process_device(requested: str | None) -> str:
     return requested
 
 
+def truncate_at_stops(text: str, until: list[str]) -> str:
+    """Cut `text` at the earliest stop string (lmms-eval's `until`)."""
+    cut = len(text)
+    for stop in until:
+        if stop:
+            index = text.find(stop)
+            if index != -1:
+                cut = min(cut, index)
+    return text[:cut]
+
+
 def as_bool(value: Any) -> bool:
     """A model_args flag: lmms-eval passes True/False for `True`/`False`, strings otherwise."""
     return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")

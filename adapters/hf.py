@@ -30,6 +30,7 @@ from dfa_bench.adapters.base import (
     as_bool,
     forgery_probability,
     local_path_or_hub_id,
+    truncate_at_stops,
 )
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -68,17 +69,6 @@ def yes_probability(logits: torch.Tensor, yes_ids: list[int], no_ids: list[int])
     """
     logits = logits.float()
     return torch.sigmoid(logits[:, yes_ids].logsumexp(-1) - logits[:, no_ids].logsumexp(-1))
-
-
-def truncate_at_stops(text: str, until: list[str]) -> str:
-    """Cut `text` at the earliest stop string (lmms-eval's `until`)."""
-    cut = len(text)
-    for stop in until:
-        if stop:
-            index = text.find(stop)
-            if index != -1:
-                cut = min(cut, index)
-    return text[:cut]
 
 
 class DFAHF(DFAAdapter):

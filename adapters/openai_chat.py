@@ -32,7 +32,15 @@ from urllib.parse import urlsplit
 
 from loguru import logger
 
-from dfa_bench.adapters.base import AdapterConfigError, Answer, DFAAdapter, Query, as_bool, forgery_probability
+from dfa_bench.adapters.base import (
+    AdapterConfigError,
+    Answer,
+    DFAAdapter,
+    Query,
+    as_bool,
+    forgery_probability,
+    truncate_at_stops,
+)
 from dfa_bench.instruct.annotate import cost_usd, data_url, map_bounded, openai_client, prices_for
 
 DETAILS = ("auto", "low", "high")
@@ -143,6 +151,7 @@ class DFAOpenAI(DFAAdapter):
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
             "logprobs": self.logprobs,
+            "cut_at_until": True,  # answers are cut at lmms-eval's stop strings (earlier ones were not)
         }
         if self.batch_size < self.concurrency:
             logger.warning(
@@ -166,8 +175,8 @@ class DFAOpenAI(DFAAdapter):
         return data_url(buffer.getvalue(), IMAGE_MIME[self.image_format])
 
     def request_body(self, query: Query) -> dict:
-        """The chat-completions parameters for one query. gen_kwargs' `until` is ignored: chat models end
-        their turn themselves, and stop strings would cut AD answers short."""
+        """The chat-completions parameters for one query. gen_kwargs' `until` is not sent as `stop` (some
+        models refuse the parameter): answers are cut at it when read, as the transformers adapters do."""
         # images first, then the question, as DFA-Bench's local models see them
         content: list[dict] = [
             {"type": "image_url", "image_url": {"url": self._image_url(image), "detail": self.detail}}
@@ -229,13 +238,16 @@ class DFAOpenAI(DFAAdapter):
             return Answer("", usage=tokens, error="no choices in the response")
         choice = response.choices[0]
         message = choice.message
-        text = (message.content or "").strip()
+        content = message.content or ""
+        until = query.gen_kwargs.get("until") or []
+        # cut where a local model's answer is cut (lmms-eval's `until`: DF-D and DF-C stop at a blank line)
+        text = truncate_at_stops(content, [until] if isinstance(until, str) else list(until)).strip()
         # a billed answer that is no answer: recorded as an error (usage kept), asked again next run
         if getattr(message, "refusal", None):
             return Answer("", usage=tokens, error=f"refusal: {self._scrub(message.refusal)[:300]}")
         if choice.finish_reason == "content_filter":
             return Answer("", usage=tokens, error="stopped by the content filter")
-        if not text:
+        if not content.strip():
             return Answer("", usage=tokens, error=f"empty response (finish_reason {choice.finish_reason})")
         score = None
         if logprobs and query.doc.get("polarity") in ("forged", "authentic"):

@@ -44,3 +44,29 @@ def test_the_documented_example_adapter_answers_and_caches(tmp_path):
     answers = adapter.generate_until(requests)
     assert len(answers) == 3 and adapter.failures == []
     assert [r["question_id"] for r in read_responses(tmp_path / "r.jsonl")] == ["q0", "q1", "q2"]
+
+
+def test_the_vllm_llava_template_renders_dfa_llavas_prompt_after_bos(tmp_path):
+    from transformers import AutoProcessor
+
+    from dfa_bench.adapters.base import Query
+    from dfa_bench.adapters.llava import DFALlava
+
+    template = (EXAMPLE.parent / "llava-1.5-vllm.jinja").read_text()
+    model = build_tiny_llava(tmp_path / "tiny")  # its chat template writes llava-hf's prompt
+    tokenizer = AutoProcessor.from_pretrained(model).tokenizer
+    question = "Is this face forged? Answer yes or no."
+    # as vLLM hands chat messages to a template that loops over the content ("openai" content format)
+    for image_part in ({"type": "image"}, {"type": "image_url", "image_url": {"url": "data:"}}):
+        messages = [{"role": "user", "content": [image_part, {"type": "text", "text": question}]}]
+        rendered = tokenizer.apply_chat_template(messages, chat_template=template, add_generation_prompt=True,
+                                                 tokenize=False)  # fmt: skip
+        # transformers' own llava-1.5 processor test asserts this rendering of the checkpoint's template
+        assert rendered == f"{tokenizer.bos_token}USER: <image>\n{question} ASSISTANT:"
+    adapter = DFALlava(pretrained=str(model), device="cpu", dtype="float32")
+    query = Query("q", "dfd", question, [Image.new("RGB", (8, 8))], {}, {})
+    assert rendered == tokenizer.bos_token + adapter.render_prompt(query)
+    system = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": question}]
+    assert tokenizer.apply_chat_template(
+        system, chat_template=template, add_generation_prompt=True, tokenize=False
+    ) == (f"{tokenizer.bos_token}Be brief. USER: {question} ASSISTANT:")

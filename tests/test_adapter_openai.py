@@ -163,6 +163,13 @@ def test_refusals_filters_and_empty_answers_are_errors(server, reply, error):
     assert ad.usage == {"input_tokens": 100, "output_tokens": 20}  # billed all the same
 
 
+def test_answers_are_cut_at_the_tasks_stop_strings_as_local_models_answers_are(server):
+    server.reply = lambda body: "Yes, it is forged.\n\nThe skin is too smooth.\n\nAnd the eyes."
+    dfd, ad = _adapter(server).answer([_query("dfd"), _query("ad", until=[])])
+    assert dfd.response == "Yes, it is forged."  # DF-D and DF-C stop at lmms-eval's blank line, like dfa_hf
+    assert ad.response == "Yes, it is forged.\n\nThe skin is too smooth.\n\nAnd the eyes."  # AD has no stop
+
+
 def test_cost_summary_is_tokens_times_price(server):
     adapter = _adapter(server, price_in=2.0, price_out=8.0)
     for answer in adapter.answer([_query("ad", n) for n in range(3)]):
