@@ -308,9 +308,10 @@ def run_eval(
     allowed_count, allowed_fraction = parse_max_failures(max_failures)
     bench = read_bench(bench_dir)
     os.environ[BENCH_ENV] = str(bench_dir)
-    responses_path = Path(parse_model_args(model_args).get("response_cache") or output / RESPONSES_FILE)
+    given_args = parse_model_args(model_args)
+    responses_path = Path(given_args.get("response_cache") or output / RESPONSES_FILE)
     dfa_adapter = uses_dfa_adapter(model)
-    if dfa_adapter and "response_cache" not in parse_model_args(model_args):
+    if dfa_adapter and "response_cache" not in given_args:
         # DFA adapters append every answer here as it arrives; re-running the command resumes from it
         model_args = ",".join(filter(None, [model_args, f"response_cache={responses_path.resolve()}"]))
     lmms_dir = output / "lmms_eval"
@@ -379,7 +380,7 @@ def run_eval(
     problems += scoring_problems
     write_json(output / "metrics.json", metrics)
     write_jsonl(output / "details.jsonl", details)
-    identity = model_identity(parse_model_args(model_args))  # after the run: hub downloads are cached by now
+    identity = model_identity(given_args)  # after the run: hub downloads are cached by now
     write_json(output / "run.json", {**run, "model_identity": identity, "status": "ok",
                                      "failed_items": len(failures.question_ids), "problems": problems})  # fmt: skip
     return EvalOutputs(metrics, problems, lmms_dir, command)
