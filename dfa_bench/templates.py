@@ -51,6 +51,16 @@ def ad_question(record_id: str, seed: int) -> dict:
     return {"question": stable_rng(seed, record_id, "ad").choice(library()["ad"])}
 
 
+def caption_item(record: dict, seed: int) -> dict:
+    """A stage-1 (alignment) caption: the category named first, then its explanation. Unlike the DF-C answer,
+    whose first token is an option letter found by matching the category against a shuffled list, and the
+    DF-D answer, whose "Yes"/"No" depends on the question's polarity, its first words follow from the image
+    alone: the direct signal a projector aligned with a frozen LM learns from (`dfa-gpt train --stage align`)."""
+    question = stable_rng(seed, record["record_id"], "caption").choice(library()["caption"])
+    category = record["category"]
+    return {"question": question, "answer": f"{CATEGORY_NAMES[category]}. {CATEGORY_EXPLANATIONS[category]}"}
+
+
 def dfd_item(record: dict, seed: int) -> dict:
     item = dfd_question(record["record_id"], seed)
     is_forgery = record["label"] == "forgery"

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from dfa_gpt.dev_eval import HIGHER_IS_BETTER
 from dfa_gpt.recipe import ANNOTATION_PRESETS, FULL_PRESET, Recipe
 
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -60,6 +61,7 @@ def recipe_options(
     attn_implementation: str,
     mismatch_limit: float,
     deepspeed: Path | None,
+    **extra: Any,
 ) -> Recipe:
     try:
         return Recipe(
@@ -70,7 +72,7 @@ def recipe_options(
             model_max_length=model_max_length, group_by_length=group_by_length, save_steps=save_steps,
             save_total_limit=save_total_limit, seed=seed, dataloader_workers=workers,
             attn_implementation=attn_implementation, mismatch_limit=mismatch_limit,
-            deepspeed=str(deepspeed) if deepspeed else None,
+            deepspeed=str(deepspeed) if deepspeed else None, **extra,
         )  # fmt: skip
     except ValueError as exc:
         _fail(str(exc))
@@ -122,6 +124,27 @@ def train_command(
         float, Opt(help="Stop when more than this fraction of samples has a tokenization mismatch.")
     ] = D.mismatch_limit,
     deepspeed: Annotated[Path | None, Opt(help="DeepSpeed config (dfa_gpt/configs/zero2.json, zero3.json).")] = None,
+    eval_bench: Annotated[
+        Path | None, Opt(help="A dev bench (dfa-bench data build's bench/dev): DF-D and DF-C scored from logits.")
+    ] = None,
+    eval_steps: Annotated[int, Opt(help="Dev evaluation every N steps (and at each epoch's end; 0: epochs only).")] = (
+        D.eval_steps
+    ),
+    eval_limit: Annotated[
+        int | None, Opt(help="Evaluate the first N DF-D and N DF-C dev items (default: all).")
+    ] = None,
+    stage: Annotated[
+        str, Opt(help="finetune: LoRA + projector (stage 2) | align: the projector alone, LM frozen (stage 1).")
+    ] = D.stage,
+    projector_init: Annotated[
+        str, Opt(help="The projector's start: base (as the base has it) | standardize (for a random projector).")
+    ] = D.projector_init,
+    projector: Annotated[
+        str | None, Opt(help="A stage-1 projector to start from: an align run or mm_projector.safetensors.")
+    ] = None,
+    keep_best: Annotated[
+        str | None, Opt(help=f"Keep the adapter of the best dev point by this metric: {' | '.join(HIGHER_IS_BETTER)}.")
+    ] = None,
     resume: Annotated[bool, Opt(help="Continue the run in --output from its last complete checkpoint.")] = False,
     cpu: Annotated[bool, Opt(help="Train on the CPU even when a GPU is present.")] = False,
 ) -> None:
@@ -130,23 +153,40 @@ def train_command(
         annotations, lora_rank, lora_alpha, lora_dropout, projector_lr, lr, weight_decay, warmup_ratio, scheduler,
         epochs, max_steps, batch_size, grad_accum, bf16, gradient_checkpointing, model_max_length, group_by_length,
         save_steps, save_total_limit, seed, workers, attn_implementation, mismatch_limit, deepspeed,
+        eval_steps=eval_steps, eval_limit=eval_limit, keep_best=keep_best, projector_init=projector_init,
+        projector=projector, stage=stage,
     )  # fmt: skip
     from dfa_bench.adapters.base import AdapterConfigError
+    from dfa_bench.schema import ValidationError
     from dfa_gpt.dataset import MismatchLimitExceeded
     from dfa_gpt.train import RunExistsError, train
 
     overrides = {"use_cpu": True} if cpu else {}
     try:
-        run = train(base, data, images, output, recipe, resume=resume, **overrides)
+        run = train(base, data, images, output, recipe, resume=resume, eval_bench=eval_bench, **overrides)
     except (RunExistsError, MismatchLimitExceeded) as exc:
         _fail(str(exc), 1)
-    except (FileNotFoundError, ValueError, AdapterConfigError) as exc:
+    except (FileNotFoundError, ValueError, AdapterConfigError, ValidationError) as exc:
         _fail(str(exc), 1)
     samples = run["samples"]
     typer.echo(
         f"{output}: {run['global_step']} steps, train loss {run['train_loss']:.4f}; {samples['trained']} samples, "
         f"{samples['bad']} skipped (bad_samples.jsonl), {len(samples['tokenization_mismatch'])} tokenization mismatches"
     )
+    dev = run.get("dev")
+    if dev:
+        final, best = dev["final"], dev["best"]
+        figures = ", ".join(f"{k} {final[k]:.4f}" for k in ("dfd_auc", "dfc_acc") if final.get(k) is not None)
+        typer.echo(f"dev at step {final['step']}: {figures}; curve: {output / 'dev_curve.png'}")
+        if best:
+            typer.echo(
+                f"kept the best dev {best['metric']} ({best['value']:.4f}, step {best['step']}) as the run's adapter"
+            )
+        if dev["at_chance"]:
+            typer.secho(
+                f"warning: dev {' and '.join(dev['at_chance'])} at chance: the model may not read the image",
+                err=True, fg=typer.colors.YELLOW,
+            )  # fmt: skip
 
 
 @app.command("merge")

@@ -53,6 +53,19 @@ def apply_lora(model: Any, recipe: Recipe) -> Any:
     return peft_model
 
 
+def prepare_model(model: Any, recipe: Recipe) -> Any:
+    """Stage 2 (finetune): LoRA + the projector, through peft. Stage 1 (align, LLaVA's pretraining): the
+    projector alone, every other weight frozen, no LoRA."""
+    if recipe.stage != "align":
+        return apply_lora(model, recipe)
+    for name, param in model.named_parameters():
+        param.requires_grad_(f"{PROJECTOR}." in f"{name}")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"{type(model).__name__} has no {PROJECTOR} to align")
+    keep_in_eval_mode(model.model.vision_tower)
+    return model
+
+
 def keep_in_eval_mode(module: Any) -> None:
     """The frozen vision tower runs in eval mode even while the Trainer calls `model.train()` every step:
     a tower with BatchNorm (a convolutional encoder) would otherwise switch to batch statistics and change

@@ -22,6 +22,8 @@ FULL_PRESET = "D+C+AD+FC"
 # The language model's linear layers that carry LoRA (LLaVA-1.5 LoRA, Llama/Vicuna names).
 LM_LINEAR_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PROJECTOR = "multi_modal_projector"
+PROJECTOR_INITS = ("base", "standardize")
+STAGES = ("finetune", "align")
 
 
 @dataclass
@@ -56,6 +58,17 @@ class Recipe:
     attn_implementation: str = "sdpa"
     mismatch_limit: float = 0.01  # stop when more than this fraction of samples is masked by a tokenization mismatch
     deepspeed: str | None = None  # a DeepSpeed JSON config (configs/zero2.json, zero3.json)
+    # the projector's start: "base" (as the base has it: LLaVA-1.5's stage-1 projector) or "standardize" (folded
+    # standardisation of the training images' features, scaled to the LM's embeddings: for a random projector)
+    projector_init: str = "base"
+    projector: str | None = None  # a stage-1 projector (an align run or mm_projector.safetensors), loaded first
+    # "finetune": LoRA + projector (LLaVA's stage 2); "align": the projector alone, LM frozen (stage 1)
+    stage: str = "finetune"
+    # dev evaluation (`--eval-bench`): every eval_steps steps and at each epoch's end, from logits
+    eval_steps: int = 100
+    eval_limit: int | None = None  # the first N DF-D and N DF-C items of the dev bench (None: all)
+    eval_batch_size: int = 16
+    keep_best: str | None = None  # a dev metric (dfc_acc, dfd_auc, ...): its best point's adapter is kept
 
     def __post_init__(self) -> None:
         if self.annotations not in ANNOTATION_PRESETS:
@@ -68,6 +81,10 @@ class Recipe:
         for name in ("lora_rank", "per_device_batch_size", "gradient_accumulation", "model_max_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.projector_init not in PROJECTOR_INITS:
+            raise ValueError(f"projector_init must be one of {', '.join(PROJECTOR_INITS)}, got {self.projector_init!r}")
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
         if not 0 <= self.mismatch_limit <= 1:
             raise ValueError("mismatch_limit is a fraction in [0, 1]")
         self.lora_modules = tuple(self.lora_modules)

@@ -22,14 +22,17 @@ from loguru import logger
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from dfa_bench.imaging import load_rgb
 from dfa_bench.io import write_json
 from dfa_gpt.data import BadSampleReport, load_entries, read_report
 from dfa_gpt.dataset import Collator, TrainingSet
-from dfa_gpt.model import PROJECTOR, apply_lora, load_base, trainable_summary
+from dfa_gpt.dev_curve import BEST_DIR, DevCurve, TokenLosses
+from dfa_gpt.model import PROJECTOR, load_base, prepare_model, trainable_summary
 from dfa_gpt.recipe import Recipe
 
 RUN_FILE = "dfa_gpt_run.json"
 REPORT_FILE = "bad_samples.jsonl"
+TOKEN_LOSS_KEYS = ("loss_first_token", "loss_other_tokens")
 CHECKPOINT_FILES = ("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json")
 
 
@@ -55,9 +58,44 @@ def complete_checkpoints(output: Path) -> list[Path]:
 class DFATrainer(Trainer):
     """The Trainer, with the projector's own learning rate and lengths that need no image decoding."""
 
-    def __init__(self, *args: Any, projector_lr: float, **kwargs: Any) -> None:
-        self.projector_lr = projector_lr
+    def __init__(self, *args: Any, projector_lr: float, stage: str = "finetune", **kwargs: Any) -> None:
+        self.projector_lr, self.stage = projector_lr, stage
+        self.token_losses = TokenLosses()
         super().__init__(*args, **kwargs)
+
+    def compute_loss(self, model: Any, inputs: dict, return_outputs: bool = False, num_items_in_batch: Any = None):
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if model.training and "labels" in inputs and getattr(outputs, "logits", None) is not None:
+            self.token_losses.add(outputs.logits, inputs["labels"])
+        return (loss, outputs) if return_outputs else loss
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """An align run (and each of its checkpoints) saves the projector alone, as mm_projector.safetensors."""
+        if self.stage != "align":
+            return super()._save(output_dir, state_dict)
+        from safetensors.torch import save_file
+
+        from dfa_gpt.projector import PROJECTOR_FILE
+
+        if not self.args.should_save:
+            return None
+        output = Path(output_dir or self.args.output_dir)
+        output.mkdir(parents=True, exist_ok=True)
+        state = state_dict if state_dict is not None else self.accelerator.unwrap_model(self.model).state_dict()
+        tensors = {
+            k.split(f"{PROJECTOR}.")[-1]: v.detach().cpu().contiguous()
+            for k, v in state.items()
+            if f"{PROJECTOR}." in k
+        }
+        save_file(tensors, str(output / PROJECTOR_FILE), metadata={"format": "pt", "module": PROJECTOR})
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(str(output))
+        return None
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if "loss" in logs:  # the decision token apart from the text after it
+            logs.update(self.token_losses.pop())
+        super().log(logs, *args, **kwargs)
 
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
         if self.optimizer is None:
@@ -95,7 +133,10 @@ class _LossLog(TrainerCallback):
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
         if state.is_world_process_zero and logs and "loss" in logs:
-            logger.info(f"step {state.global_step}/{state.max_steps}: loss {logs['loss']:.4f}")
+            parts = "".join(
+                f", {k.removeprefix('loss_').replace('_', ' ')} {logs[k]:.4f}" for k in TOKEN_LOSS_KEYS if k in logs
+            )
+            logger.info(f"step {state.global_step}/{state.max_steps}: loss {logs['loss']:.4f}{parts}")
 
 
 def training_arguments(recipe: Recipe, output: Path, **overrides: Any) -> TrainingArguments:
@@ -147,6 +188,39 @@ def load_processor(base: str) -> Any:
     return processor
 
 
+def prepare_projector(model: Any, recipe: Recipe, dataset: TrainingSet, *, max_images: int = 256) -> dict:
+    """The projector's start (recipe.projector, then recipe.projector_init); what was done, for the run file."""
+    from dfa_gpt.projector import load_projector, projector_inputs, standardize_projector
+
+    done: dict[str, Any] = {"init": recipe.projector_init, "loaded": recipe.projector}
+    if recipe.projector:
+        load_projector(model, recipe.projector)
+    if recipe.projector_init == "standardize":
+        images = list(dict.fromkeys(e.image for e in dataset.entries))[:max_images]
+        processor = dataset.processor.image_processor
+
+        def batches():
+            for start in range(0, len(images), 16):
+                chunk = [load_rgb(p) for p in images[start : start + 16]]
+                yield processor(images=chunk, return_tensors="pt")["pixel_values"]
+
+        done.update(standardize_projector(model, projector_inputs(model, batches())), images=len(images))
+        logger.info(f"dfa-gpt: projector standardised on {len(images)} training images: {done}")
+    return done
+
+
+def keep_best_adapter(output: Path) -> None:
+    """The best dev point's adapter becomes the run's (RUN/best -> RUN); the last one moves to RUN/last."""
+    import shutil
+
+    best, last = output / BEST_DIR, output / "last"
+    last.mkdir(exist_ok=True)
+    for path in best.iterdir():
+        if (output / path.name).is_file():
+            shutil.copy2(output / path.name, last / path.name)
+        shutil.copy2(path, output / path.name)
+
+
 def base_reference(base: str) -> str:
     """A local base as an absolute path (the run is loaded from elsewhere); a hub id as it is."""
     path = Path(base).expanduser()
@@ -161,6 +235,7 @@ def train(
     recipe: Recipe,
     *,
     resume: bool = False,
+    eval_bench: Path | None = None,
     callbacks: list[TrainerCallback] | None = None,
     **argument_overrides: Any,
 ) -> dict:
@@ -168,6 +243,8 @@ def train(
     from transformers import set_seed
 
     output = Path(output)
+    if resume and recipe.stage == "align":
+        raise ValueError("--resume continues finetune runs; an align run is short: start it again")
     checkpoints = complete_checkpoints(output) if output.exists() else []
     if not resume and (checkpoints or (output / RUN_FILE).exists()):
         raise RunExistsError(f"{output} already holds a run: pass --resume to continue it, or another --output")
@@ -182,14 +259,30 @@ def train(
     dataset = TrainingSet(
         entries, processor, max_length=recipe.model_max_length, report=report, mismatch_limit=recipe.mismatch_limit
     )
+    dev = None
+    if eval_bench is not None:  # read before the base loads: a bad dev bench fails in seconds
+        from dfa_gpt.dev_eval import DevEvaluator, bench_dev_items
+
+        dev = DevEvaluator(
+            bench_dev_items(eval_bench, limit=recipe.eval_limit), processor, batch_size=recipe.eval_batch_size
+        )
+    elif recipe.keep_best:
+        raise ValueError("--keep-best needs --eval-bench")
     set_seed(recipe.seed)  # the LoRA's initial weights
-    model = apply_lora(load_base(base, recipe), recipe)
+    model = load_base(base, recipe)
+    projector = prepare_projector(model, recipe, dataset) if not resume_from else None
+    model = prepare_model(model, recipe)
     summary = trainable_summary(model)
     logger.info(
         f"dfa-gpt: {len(dataset)} samples ({counts}); {summary['trainable_parameters']:,} of "
         f"{summary['total_parameters']:,} parameters trainable; " + (f"resuming {resume_from}" if resume_from else "")
     )
     args = training_arguments(recipe, output, **argument_overrides)
+    trainer: DFATrainer
+    curve = None
+    if dev is not None:
+        curve = DevCurve(dev, output, eval_steps=recipe.eval_steps, keep_best=recipe.keep_best,
+                         save=lambda path: trainer.save_model(str(path)))  # fmt: skip
     trainer = DFATrainer(
         model=model,
         args=args,
@@ -198,11 +291,20 @@ def train(
             processor.tokenizer.pad_token_id, pad_to_multiple_of=8 if torch.cuda.is_available() else None
         ),
         processing_class=processor,
-        callbacks=[_LossLog(), *(callbacks or [])],
+        callbacks=[_LossLog(), *([curve] if curve else []), *(callbacks or [])],
         projector_lr=recipe.projector_lr,
+        stage=recipe.stage,
     )
     result = trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_model(str(output))  # adapter + projector (modules_to_save) + processor, on the main process
+    dev_summary = curve.summary() if curve else None
+    if curve and curve.best and curve.best["step"] != trainer.state.global_step and trainer.is_world_process_zero():
+        keep_best_adapter(output)
+    if dev_summary and dev_summary["at_chance"]:
+        logger.warning(
+            f"dfa-gpt: the dev {' and '.join(dev_summary['at_chance'])} stayed at chance (95% interval holds it): "
+            f"this model may not read the image; see {output / 'dev_curve.png'}"
+        )
     run = {
         "base": base_reference(base),
         "recipe": recipe.to_dict(),
@@ -222,6 +324,8 @@ def train(
             {"step": row["step"], "loss": row["loss"]} for row in trainer.state.log_history if "loss" in row
         ],
         "resumed_from": resume_from,
+        "projector": projector,
+        "dev": dev_summary,
     }
     if trainer.is_world_process_zero():
         write_json(output / RUN_FILE, run)

@@ -40,6 +40,14 @@ def llava_entry(item: dict) -> dict:
     }
 
 
+def caption_entry(record: dict, image: str, seed: int) -> dict:
+    """The record's stage-1 caption (dfa_bench.templates.caption_item) as a LLaVA entry, id `<record>:caption`."""
+    from dfa_bench.templates import caption_item
+
+    item = caption_item(record, seed)
+    return llava_entry({"question_id": f"{record['record_id']}:caption", "image": image, **item})
+
+
 def write_training_json(output: Path | str, conversations: dict[str, list[dict]]) -> list[Path]:
     """One JSON file per ability plus the merged one (each written atomically)."""
     paths = []

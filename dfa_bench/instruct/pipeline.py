@@ -444,17 +444,20 @@ def _annotate_split(out: Path, split: str, annotator: Annotator | None, report: 
 
 
 def _conversations(out: Path, options: FinishOptions, conversation_generator, report: BuildReport) -> dict:
-    """LLaVA training JSON for the train split: dfd/dfc/ad (+ fc when an LLM is configured) and merged."""
-    from dfa_bench.instruct.llava_json import llava_entry
+    """LLaVA training JSON for the train split: dfd/dfc/ad (+ fc when an LLM is configured) and merged; and the
+    stage-1 captions (`dfa_instruct_caption.json`, not in merged: `dfa-gpt train --stage align` reads them)."""
+    from dfa_bench.instruct.llava_json import caption_entry, llava_entry
 
     work = out / "work"
     counts = {}
-    with _open_all(out, [f"work/instruct_{a}.jsonl" for a in ABILITIES]) as files:
-        handles = dict(zip(ABILITIES, files))
+    with _open_all(out, [f"work/instruct_{a}.jsonl" for a in (*ABILITIES, "caption")]) as files:
+        handles = dict(zip((*ABILITIES, "caption"), files))
         for rows in _chunks((r for _, r in iter_jsonl(out / "records/train.jsonl")), options.chunk):
             for row in rows:
                 for item in question_items(row, options.seed, row["image"]):
                     handles[item["task"]].write(json.dumps(llava_entry(item), ensure_ascii=False) + "\n")
+                entry = caption_entry(row, row["image"], options.seed)
+                handles["caption"].write(json.dumps(entry, ensure_ascii=False) + "\n")
             if conversation_generator is not None:
                 entries, failures = conversation_generator.generate(rows)
                 for entry in entries:
@@ -468,6 +471,7 @@ def _conversations(out: Path, options: FinishOptions, conversation_generator, re
 
     for ability in abilities:
         counts[ability] = write_json_array(out / f"instruct/dfa_instruct_{ability}.json", lines(ability))
+    counts["caption"] = write_json_array(out / "instruct/dfa_instruct_caption.json", lines("caption"))
     counts["merged"] = write_json_array(
         out / "instruct/dfa_instruct_merged.json", (row for a in abilities for row in lines(a))
     )

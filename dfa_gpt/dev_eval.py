@@ -1,0 +1,183 @@
+"""Dev evaluation while training: DF-D and DF-C scored from the first answer token's logits, no generation.
+
+DF-D: P(yes) against P(no) at the first answer position (as `dfa_hf` reads it) gives a forgery probability,
+hence AUC, and its 0.5 threshold gives ACC and ACER. DF-C: the option letters' scores at the same position
+pick the category. Both also give the first answer token's loss restricted to the candidate answers (chance:
+ln 2 for DF-D, ln 5 for DF-C), the token that carries the decision, apart from the text that follows it.
+
+Prompts are rendered with the processor's chat template exactly as training renders a user turn (the image
+first), so the figures read what `dfa-gpt train` teaches. One forward pass per batch, logits of the last
+position only: cheap enough to run every few hundred steps of a 7B run.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dfa_bench.adapters.base import forgery_probability
+from dfa_bench.adapters.hf import answer_token_ids, first_token_ids, yes_probability
+from dfa_bench.bench import read_bench
+from dfa_bench.imaging import load_rgb
+from dfa_bench.metrics import auc_ci95, dfc_metrics, dfd_metrics
+from dfa_bench.schema import CATEGORIES, label_of
+from dfa_gpt.encoding import render
+
+LETTERS = "ABCDE"
+CHANCE = {"dfd_auc": 0.5, "dfc_acc": 1 / len(CATEGORIES)}
+# the figures a dev point carries; the keys `--keep-best` accepts (the Trainer prefixes them with eval_)
+HIGHER_IS_BETTER = {"dfd_auc": True, "dfd_acc": True, "dfd_acer": False, "dfc_acc": True,
+                    "dfd_first_token_loss": False, "dfc_first_token_loss": False}  # fmt: skip
+
+
+@dataclass
+class DevItem:
+    """One DF-D or DF-C question of a dev bench, with what its first answer token is scored against."""
+
+    question_id: str
+    task: str
+    image: Path
+    question: str
+    category: str
+    polarity: str | None = None  # DF-D: "forged" (yes = forgery) or "authentic"
+    options: list[dict] | None = None  # DF-C: [{"letter", "category", "text"}]
+
+
+def bench_dev_items(bench_dir: Path | str, *, limit: int | None = None) -> list[DevItem]:
+    """The DF-D and DF-C items of a bench (validated by read_bench); `limit`: a seeded sample of each task's."""
+    bench = read_bench(Path(bench_dir))
+    out = []
+    for task in ("dfd", "dfc"):
+        items = bench.items_for(task)
+        if limit is not None and limit < len(items):  # a sample, not the first N: benches list items by category
+            items = [items[i] for i in sorted(random.Random(0).sample(range(len(items)), limit))]
+        for item in items:
+            out.append(
+                DevItem(item["question_id"], task, bench.image_path(item), item["question"], item["category"],
+                        polarity=item.get("polarity"), options=item.get("options"))
+            )  # fmt: skip
+    if not out:
+        raise ValueError(f"{bench_dir}: no DF-D or DF-C items to evaluate on")
+    return out
+
+
+def letter_token_ids(tokenizer: Any) -> list[list[int]]:
+    """Per option letter, the first token ids that start it ("A" and " A"), none shared between letters."""
+    ids = [first_token_ids(tokenizer, (letter, f" {letter}")) for letter in LETTERS]
+    shared = set.intersection(*ids) if ids else set()
+    return [sorted(i - shared) for i in ids]
+
+
+class DevEvaluator:
+    """Scores a model on dev items from one forward pass per batch. Prompts and pixels are prepared once."""
+
+    def __init__(self, items: list[DevItem], processor: Any, *, batch_size: int = 16) -> None:
+        self.items, self.batch_size = items, batch_size
+        tokenizer = processor.tokenizer
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.yes_ids, self.no_ids = answer_token_ids(tokenizer)
+        self.letter_ids = letter_token_ids(tokenizer)
+        if not (self.yes_ids and self.no_ids) or not all(self.letter_ids):
+            raise ValueError("the tokenizer has no distinct first tokens for yes/no or the option letters")
+        self.input_ids: list[list[int]] = []
+        self.pixel_index: list[Path] = []
+        self.pixels: dict[Path, torch.Tensor] = {}
+        for item in items:  # the processor expands the image placeholder as it does at inference
+            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": item.question}]}]
+            prompt = render(processor, messages, generation_prompt=True)
+            image = load_rgb(item.image, what=f"dev image for {item.question_id}")
+            batch = processor(text=[prompt], images=[image], return_tensors="pt")
+            self.pixels.setdefault(item.image, batch["pixel_values"][0])
+            self.input_ids.append(batch["input_ids"][0].tolist())
+            self.pixel_index.append(item.image)
+
+    def logits(self, model: Any) -> torch.Tensor:
+        """[items, vocab] float32 logits of the first answer position, batch by batch (left-padded)."""
+        device = model.get_input_embeddings().weight.device
+        dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+        rows = []
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(self.items), self.batch_size):
+                    ids = self.input_ids[start : start + self.batch_size]
+                    longest = max(map(len, ids))
+                    input_ids = torch.full((len(ids), longest), self.pad_id, dtype=torch.long)
+                    mask = torch.zeros((len(ids), longest), dtype=torch.long)
+                    for row, seq in enumerate(ids):
+                        input_ids[row, longest - len(seq) :] = torch.tensor(seq)
+                        mask[row, longest - len(seq) :] = 1
+                    pixel_values = torch.stack([self.pixels[p] for p in self.pixel_index[start : start + len(ids)]])
+                    out = model(
+                        input_ids=input_ids.to(device),
+                        attention_mask=mask.to(device),
+                        position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device),  # as generate() numbers them
+                        pixel_values=pixel_values.to(device, dtype=dtype),
+                        logits_to_keep=1,
+                        use_cache=False,
+                    )
+                    rows.append(out.logits[:, -1].float().cpu())
+        finally:
+            model.train(was_training)
+        return torch.cat(rows)
+
+    def evaluate(self, model: Any) -> dict[str, Any]:
+        return self.score(self.logits(model))
+
+    def score(self, logits: torch.Tensor) -> dict[str, Any]:
+        """Dev figures from first-position logits (one row per item, in item order)."""
+        dfd = [(i, it) for i, it in enumerate(self.items) if it.task == "dfd"]
+        dfc = [(i, it) for i, it in enumerate(self.items) if it.task == "dfc"]
+        out: dict[str, Any] = {}
+        if dfd:
+            rows = torch.tensor([i for i, _ in dfd])
+            p_yes = yes_probability(logits[rows], self.yes_ids, self.no_ids).tolist()
+            scores = [forgery_probability(p, it.polarity) for p, (_, it) in zip(p_yes, dfd)]
+            truth = [label_of(it.category) for _, it in dfd]
+            predicted = ["forgery" if s > 0.5 else "bona_fide" for s in scores]
+            metrics = dfd_metrics(truth, predicted, scores, resamples=200)
+            says_yes = [(t == "forgery") == (it.polarity == "forged") for t, (_, it) in zip(truth, dfd)]
+            nll = [-math.log(max(p if y else 1 - p, 1e-12)) for p, y in zip(p_yes, says_yes)]
+            auc_ci = (
+                auc_ci95([t == "forgery" for t in truth], scores, resamples=200) if metrics["auc"] is not None else None
+            )
+            out.update(
+                dfd_auc=metrics["auc"], dfd_auc_ci95=auc_ci, dfd_acc=metrics["acc"], dfd_acer=metrics["acer"],
+                dfd_first_token_loss=float(np.mean(nll)), dfd_p_yes_std=float(np.std(p_yes)),
+                dfd_constant=len(set(predicted)) == 1, dfd_n=len(dfd),
+            )  # fmt: skip
+        if dfc:
+            truth, predicted, nll = [], [], []
+            for i, item in dfc:
+                scores = torch.stack([logits[i, ids].logsumexp(-1) for ids in self.letter_ids])
+                log_p = torch.log_softmax(scores, -1)
+                letters = {o["letter"]: o["category"] for o in item.options or []}
+                truth.append(item.category)
+                predicted.append(letters.get(LETTERS[int(scores.argmax())], "unparseable"))
+                true_letter = next(letter for letter, c in letters.items() if c == item.category)
+                nll.append(float(-log_p[LETTERS.index(true_letter)]))
+            metrics = dfc_metrics(truth, predicted, resamples=200)
+            out.update(
+                dfc_acc=metrics["acc"], dfc_acc_ci95=metrics["ci95"].get("acc"),
+                dfc_first_token_loss=float(np.mean(nll)), dfc_n=len(dfc),
+            )  # fmt: skip
+        return out
+
+
+def at_chance(point: dict[str, Any]) -> list[str]:
+    """The dev figures whose 95% interval still holds chance (an image-blind model's value)."""
+    found = []
+    auc_ci = point.get("dfd_auc_ci95")
+    if point.get("dfd_auc") is not None and (not auc_ci or auc_ci[0] <= CHANCE["dfd_auc"]):
+        found.append("DF-D AUC")
+    acc_ci = point.get("dfc_acc_ci95")
+    if point.get("dfc_acc") is not None and (not acc_ci or acc_ci[0] <= CHANCE["dfc_acc"]):
+        found.append("DF-C ACC")
+    return found

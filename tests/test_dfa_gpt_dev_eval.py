@@ -1,0 +1,145 @@
+"""Dev evaluation from logits: the scoring, the first-token losses, the curve, keep-best, the chance warning."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from dfa_gpt_fixtures import make_training_data
+
+from dfa_bench.adapters.hf import answer_token_ids
+from dfa_bench.tiny_models import build_tiny_llava
+from dfa_gpt.dev_curve import TokenLosses
+from dfa_gpt.dev_eval import LETTERS, DevEvaluator, DevItem, at_chance, bench_dev_items, letter_token_ids
+from dfa_gpt.encoding import IGNORE_INDEX
+from dfa_gpt.planted import build_planted_set
+from dfa_gpt.recipe import Recipe
+from dfa_gpt.train import train
+
+RECIPE = dict(
+    bf16=False, max_steps=5, per_device_batch_size=4, save_steps=100, dataloader_workers=0, lora_rank=8,
+    lora_alpha=16, learning_rate=1e-2, projector_lr=1e-3, gradient_checkpointing=False, eval_steps=3,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dev-eval")
+    base = build_tiny_llava(root / "base", initializer_range=0.2)
+    planted = build_planted_set(root / "planted", per_category=2, heldout_per_category=2, size=30)
+    return root, base, planted
+
+
+def _processor(base: Path):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(base)
+
+
+def test_bench_dev_items_reads_dfd_and_dfc_and_samples_each_task(setup):
+    _, _, planted = setup
+    items = bench_dev_items(planted["dev"])
+    assert {i.task for i in items} == {"dfd", "dfc"} and len(items) == 20
+    assert all(i.polarity in ("forged", "authentic") for i in items if i.task == "dfd")
+    assert all(len(i.options) == 5 for i in items if i.task == "dfc")
+    sample = bench_dev_items(planted["dev"], limit=3)
+    assert [i.task for i in sample].count("dfd") == 3 and [i.task for i in sample].count("dfc") == 3
+    assert len({i.category for i in sample if i.task == "dfd"}) > 1  # a sample, not the first items
+
+
+def test_score_reads_yes_no_and_letters_from_logits(setup):
+    _, base, planted = setup
+    processor = _processor(base)
+    items = bench_dev_items(planted["dev"])
+    evaluator = DevEvaluator(items, processor)
+    yes, no = answer_token_ids(processor.tokenizer)
+    letters = letter_token_ids(processor.tokenizer)
+    logits = torch.zeros(len(items), len(processor.tokenizer))
+    for row, item in enumerate(items):  # an oracle: the right answer gets the highest logit
+        if item.task == "dfd":
+            says_yes = (item.category != "bona_fide") == (item.polarity == "forged")
+            logits[row, yes if says_yes else no] = 5.0
+        else:
+            letter = next(o["letter"] for o in item.options if o["category"] == item.category)
+            logits[row, letters[LETTERS.index(letter)]] = 5.0
+    perfect = evaluator.score(logits)
+    assert perfect["dfd_auc"] == 1.0 and perfect["dfc_acc"] == 1.0 and perfect["dfd_acer"] == 0.0
+    assert perfect["dfd_first_token_loss"] < 0.01 and perfect["dfc_first_token_loss"] < 0.05
+    assert at_chance(perfect) == []
+    blind = evaluator.score(torch.zeros(len(items), len(processor.tokenizer)))  # the same answer for every image
+    assert blind["dfd_auc"] == 0.5 and blind["dfd_constant"]
+    assert blind["dfd_first_token_loss"] == pytest.approx(math.log(2), abs=1e-4)
+    assert blind["dfc_first_token_loss"] == pytest.approx(math.log(5), abs=1e-4)
+    assert at_chance(blind) == ["DF-D AUC", "DF-C ACC"]
+
+
+def test_logits_equal_one_item_at_a_time(setup):
+    """Left padding in a batch gives the logits of each prompt alone (positions numbered as generate does)."""
+    from transformers import AutoModelForImageTextToText
+
+    _, base, planted = setup
+    processor = _processor(base)
+    model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch.float32)
+    items = bench_dev_items(planted["dev"], limit=3)
+    batched = DevEvaluator(items, processor, batch_size=6).logits(model)
+    alone = DevEvaluator(items, processor, batch_size=1).logits(model)
+    assert batched.shape == (6, len(processor.tokenizer))
+    assert torch.allclose(batched, alone, atol=1e-4)
+    assert not model.training
+
+
+def test_token_losses_split_the_first_answer_token_from_the_rest():
+    logits = torch.zeros(1, 6, 4)
+    labels = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 2, 3, IGNORE_INDEX, 1]])  # two turns: first tokens 2 and 1
+    logits[0, 1, 2] = 10.0  # position 1 predicts label 2 well (the first token of turn 1)
+    losses = TokenLosses()
+    losses.add(logits, labels)
+    out = losses.pop()
+    uniform = math.log(4)
+    assert out["loss_other_tokens"] == pytest.approx(uniform, abs=1e-5)  # the "3": one token, uniform logits
+    assert out["loss_first_token"] == pytest.approx((uniform + 0.0) / 2, abs=1e-3)  # "2" (~0) and "1" (ln 4)
+    assert losses.pop() == {}
+
+
+def test_train_writes_the_dev_curve_and_keeps_the_best(setup, tmp_path):
+    root, base, planted = setup
+    recipe = Recipe(**RECIPE, keep_best="dfd_first_token_loss")
+    run = train(str(base), [planted["data"]], planted["images"], tmp_path / "run", recipe, eval_bench=planted["dev"],
+                use_cpu=True)  # fmt: skip
+    curve = json.loads((tmp_path / "run" / "dev_curve.json").read_text())
+    assert [p["step"] for p in curve["points"]] == [0, 3, 5]  # the untrained model, every 3 steps, the epoch end
+    assert all({"dfd_auc", "dfc_acc", "dfd_first_token_loss"} <= p.keys() for p in curve["points"])
+    assert {"loss_first_token", "loss_other_tokens"} <= curve["points"][-1]["train"].keys()
+    assert (tmp_path / "run" / "dev_curve.png").stat().st_size > 10_000
+    best = min(curve["points"][1:], key=lambda p: p["dfd_first_token_loss"])
+    assert run["dev"]["best"]["step"] == best["step"] == curve["best"]["step"]
+    kept = (tmp_path / "run" / "adapter_model.safetensors").read_bytes()
+    assert kept == (tmp_path / "run" / "best" / "adapter_model.safetensors").read_bytes()
+    if best["step"] != 5:  # the last step's adapter is kept beside it
+        assert (tmp_path / "run" / "last" / "adapter_model.safetensors").read_bytes() != kept
+    history = json.loads((tmp_path / "run" / "dfa_gpt_run.json").read_text())
+    assert history["dev"]["points"] == 3 and history["dev"]["at_chance"]  # 5 steps on 10 images: still chance
+
+
+def test_dev_bench_problems_fail_before_training(setup, tmp_path):
+    _, base, planted = setup
+    data, images = make_training_data(tmp_path)
+    with pytest.raises(ValueError, match="keep-best needs --eval-bench"):
+        train(str(base), [data], images, tmp_path / "a", Recipe(**RECIPE, keep_best="dfc_acc"), use_cpu=True)
+    broken = tmp_path / "bench"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("{}")
+    with pytest.raises(Exception, match="questions.jsonl|manifest"):
+        train(str(base), [data], images, tmp_path / "b", Recipe(**RECIPE), eval_bench=broken, use_cpu=True)
+    assert not (tmp_path / "b" / "dfa_gpt_run.json").exists()
+
+
+def test_dev_items_need_an_answerable_vocabulary(setup):
+    _, base, planted = setup
+    processor = _processor(base)
+    items = [DevItem("q", "dfd", Path(planted["dev"]) / "missing.png", "Is it forged?", "bona_fide", "forged")]
+    with pytest.raises(ValueError, match="missing.png"):
+        DevEvaluator(items, processor)
