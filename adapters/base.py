@@ -28,6 +28,7 @@ from typing import Any
 from lmms_eval.api.model import lmms
 from loguru import logger
 
+from dfa_bench.adapters.first_token import forgery_probability  # noqa: F401  (adapters import it from here)
 from dfa_bench.responses import ResponseCache, cache_key, item_identity
 
 CACHE_DIR_ENV = "DFA_BENCH_RESPONSES_DIR"
@@ -49,11 +50,6 @@ class Answer:
     score: float | None = None  # DF-D only: probability that the face is forged
     usage: dict[str, int] = field(default_factory=dict)  # {"input_tokens", "output_tokens"} where known
     error: str | None = None
-
-
-def forgery_probability(p_yes: float, polarity: str) -> float:
-    """P(forgery) from P("yes"): DF-D questions ask either "is it forged?" or "is it authentic?"."""
-    return p_yes if polarity == "forged" else 1.0 - p_yes
 
 
 class AdapterConfigError(RuntimeError):

@@ -25,7 +25,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+try:  # the installed package; else this checkout
+    import dfa_gpt  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "H800": 989.0, "A100": 312.0, "L40S": 362.0}
 
@@ -65,6 +68,7 @@ class SyntheticSet(torch.utils.data.Dataset):
         for _ in range(n):
             text = int(torch.randint(100, 401, (1,), generator=g))
             ids = torch.randint(3, config.text_config.vocab_size - 2, (1 + patches + text,), generator=g)
+            ids[ids == config.image_token_index] = 3  # image tokens only where the image goes
             ids[1 : 1 + patches] = config.image_token_index
             labels = torch.full_like(ids, -100)
             labels[-text // 4 :] = ids[-text // 4 :]

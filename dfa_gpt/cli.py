@@ -130,9 +130,12 @@ def train_command(
     eval_steps: Annotated[int, Opt(help="Dev evaluation every N steps (and at each epoch's end; 0: epochs only).")] = (
         D.eval_steps
     ),
-    eval_limit: Annotated[
-        int | None, Opt(help="Evaluate the first N DF-D and N DF-C dev items (default: all).")
-    ] = None,
+    eval_limit: Annotated[int, Opt(help="Evaluate a seeded sample of N DF-D and N DF-C dev items (0: all).")] = (
+        D.eval_limit
+    ),
+    first_token_weight: Annotated[
+        float, Opt(help="Loss weight of each answer's first token (the decision) against 1 for the other tokens.")
+    ] = D.first_token_weight,
     stage: Annotated[
         str, Opt(help="finetune: LoRA + projector (stage 2) | align: the projector alone, LM frozen (stage 1).")
     ] = D.stage,
@@ -153,8 +156,8 @@ def train_command(
         annotations, lora_rank, lora_alpha, lora_dropout, projector_lr, lr, weight_decay, warmup_ratio, scheduler,
         epochs, max_steps, batch_size, grad_accum, bf16, gradient_checkpointing, model_max_length, group_by_length,
         save_steps, save_total_limit, seed, workers, attn_implementation, mismatch_limit, deepspeed,
-        eval_steps=eval_steps, eval_limit=eval_limit, keep_best=keep_best, projector_init=projector_init,
-        projector=projector, stage=stage,
+        eval_steps=eval_steps, eval_limit=eval_limit or None, keep_best=keep_best, projector_init=projector_init,
+        projector=projector, stage=stage, first_token_weight=first_token_weight,
     )  # fmt: skip
     from dfa_bench.adapters.base import AdapterConfigError
     from dfa_bench.schema import ValidationError

@@ -21,15 +21,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from dfa_bench.adapters.base import forgery_probability
-from dfa_bench.adapters.hf import answer_token_ids, first_token_ids, yes_probability
+from dfa_bench.adapters.first_token import (
+    LETTERS,
+    answer_token_ids,
+    forgery_probability,
+    letter_token_ids,
+    yes_probability,
+)
 from dfa_bench.bench import read_bench
 from dfa_bench.imaging import load_rgb
 from dfa_bench.metrics import auc_ci95, dfc_metrics, dfd_metrics
 from dfa_bench.schema import CATEGORIES, label_of
 from dfa_gpt.encoding import render
 
-LETTERS = "ABCDE"
 CHANCE = {"dfd_auc": 0.5, "dfc_acc": 1 / len(CATEGORIES)}
 # the figures a dev point carries; the keys `--keep-best` accepts (the Trainer prefixes them with eval_)
 HIGHER_IS_BETTER = {"dfd_auc": True, "dfd_acc": True, "dfd_acer": False, "dfc_acc": True,
@@ -65,13 +69,6 @@ def bench_dev_items(bench_dir: Path | str, *, limit: int | None = None) -> list[
     if not out:
         raise ValueError(f"{bench_dir}: no DF-D or DF-C items to evaluate on")
     return out
-
-
-def letter_token_ids(tokenizer: Any) -> list[list[int]]:
-    """Per option letter, the first token ids that start it ("A" and " A"), none shared between letters."""
-    ids = [first_token_ids(tokenizer, (letter, f" {letter}")) for letter in LETTERS]
-    shared = set.intersection(*ids) if ids else set()
-    return [sorted(i - shared) for i in ids]
 
 
 class DevEvaluator:

@@ -8,6 +8,7 @@ ignores its image tokens; `dfa-gpt guard` and tests/test_dfa_gpt_guard.py train 
     OUT/images/*.png
     OUT/records/{train,dev}.jsonl          DFA-Bench records (dfa_bench.schema)
     OUT/instruct/dfa_instruct_merged.json  DF-D and DF-C training conversations of the train split
+    OUT/instruct/dfa_instruct_caption.json stage-1 captions of the train split (the category named first)
     OUT/bench/dev/                         a DFA-Bench directory of the held-out split
 """
 
@@ -19,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from dfa_bench.bench import build_bench
-from dfa_bench.instruct.llava_json import llava_entry
+from dfa_bench.instruct.llava_json import caption_entry, llava_entry
 from dfa_bench.io import write_json, write_jsonl
 from dfa_bench.schema import CATEGORIES, label_of
 from dfa_bench.templates import question_items
@@ -45,7 +46,8 @@ def planted_image(category: str, size: int, rng: np.random.Generator) -> Image.I
 
 def build_planted_set(output: Path | str, *, per_category: int = 16, heldout_per_category: int = 8,
                       size: int = 64, seed: int = 0) -> dict[str, Path]:  # fmt: skip
-    """Write the set; returns {"data", "images", "dev"}: the training JSON, its image root and the dev bench."""
+    """Write the set; returns {"data", "captions", "images", "dev"}: the DF-D + DF-C training JSON, the stage-1
+    captions, their image root and the dev bench."""
     output = Path(output)
     rng = np.random.default_rng(seed)
     (output / "images").mkdir(parents=True, exist_ok=True)
@@ -73,5 +75,9 @@ def build_planted_set(output: Path | str, *, per_category: int = 16, heldout_per
         if item["task"] in ("dfd", "dfc")
     ]
     write_json(output / "instruct" / "dfa_instruct_merged.json", entries)
+    captions = [caption_entry(record, record["image"], seed) for record in records["train"]]
+    write_json(output / "instruct" / "dfa_instruct_caption.json", captions)
     build_bench(output / "records" / "dev.jsonl", output, output / "bench" / "dev", seed=seed, name="planted-cue")
-    return {"data": output / "instruct" / "dfa_instruct_merged.json", "images": output, "dev": output / "bench" / "dev"}
+    return {"data": output / "instruct" / "dfa_instruct_merged.json",
+            "captions": output / "instruct" / "dfa_instruct_caption.json",
+            "images": output, "dev": output / "bench" / "dev"}  # fmt: skip

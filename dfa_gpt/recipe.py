@@ -62,11 +62,14 @@ class Recipe:
     # standardisation of the training images' features, scaled to the LM's embeddings: for a random projector)
     projector_init: str = "base"
     projector: str | None = None  # a stage-1 projector (an align run or mm_projector.safetensors), loaded first
+    # the loss weight of each assistant turn's first token (the decision), against 1 for the other answer tokens
+    first_token_weight: float = 1.0
     # "finetune": LoRA + projector (LLaVA's stage 2); "align": the projector alone, LM frozen (stage 1)
     stage: str = "finetune"
-    # dev evaluation (`--eval-bench`): every eval_steps steps and at each epoch's end, from logits
-    eval_steps: int = 100
-    eval_limit: int | None = None  # the first N DF-D and N DF-C items of the dev bench (None: all)
+    # dev evaluation (`--eval-bench`): every eval_steps steps and at each epoch's end, from logits. At these
+    # defaults it costs about 3.4% of a LLaVA-1.5-7B run's time on one H200 (docs/dfa_gpt.md, "Dev curve")
+    eval_steps: int = 200
+    eval_limit: int | None = 250  # a seeded sample of N DF-D and N DF-C dev items (None: all)
     eval_batch_size: int = 16
     keep_best: str | None = None  # a dev metric (dfc_acc, dfd_auc, ...): its best point's adapter is kept
 
@@ -85,6 +88,8 @@ class Recipe:
             raise ValueError(f"projector_init must be one of {', '.join(PROJECTOR_INITS)}, got {self.projector_init!r}")
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
+        if self.first_token_weight <= 0:
+            raise ValueError("first_token_weight must be positive")
         if not 0 <= self.mismatch_limit <= 1:
             raise ValueError("mismatch_limit is a fraction in [0, 1]")
         self.lora_modules = tuple(self.lora_modules)

@@ -27,6 +27,7 @@ from dfa_bench.io import write_json
 from dfa_gpt.data import BadSampleReport, load_entries, read_report
 from dfa_gpt.dataset import Collator, TrainingSet
 from dfa_gpt.dev_curve import BEST_DIR, DevCurve, TokenLosses
+from dfa_gpt.encoding import IGNORE_INDEX
 from dfa_gpt.model import PROJECTOR, load_base, prepare_model, trainable_summary
 from dfa_gpt.recipe import Recipe
 
@@ -64,9 +65,10 @@ class DFATrainer(Trainer):
         super().__init__(*args, **kwargs)
 
     def compute_loss(self, model: Any, inputs: dict, return_outputs: bool = False, num_items_in_batch: Any = None):
+        labels = inputs.get("labels")  # super() pops them when a compute_loss_func is set
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
-        if model.training and "labels" in inputs and getattr(outputs, "logits", None) is not None:
-            self.token_losses.add(outputs.logits, inputs["labels"])
+        if model.training and labels is not None and getattr(outputs, "logits", None) is not None:
+            self.token_losses.add(outputs.logits, labels)
         return (loss, outputs) if return_outputs else loss
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
@@ -137,6 +139,27 @@ class _LossLog(TrainerCallback):
                 f", {k.removeprefix('loss_').replace('_', ' ')} {logs[k]:.4f}" for k in TOKEN_LOSS_KEYS if k in logs
             )
             logger.info(f"step {state.global_step}/{state.max_steps}: loss {logs['loss']:.4f}{parts}")
+
+
+def first_token_weighted_loss(weight: float) -> Any:
+    """A Trainer `compute_loss_func`: the causal-LM loss with each assistant turn's first token weighted `weight`
+    times the others (the decision: "Yes"/"No", the option letter). With weight 1 it equals the model's own loss,
+    normalised the same way (by the answer tokens of the whole accumulated, all-process batch)."""
+
+    def loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        logits = outputs.logits[:, :-1]
+        labels = labels.to(logits.device)
+        targets = labels[:, 1:]
+        answer = targets != IGNORE_INDEX
+        first = (answer & (labels[:, :-1] == IGNORE_INDEX))[answer]
+        ce = torch.nn.functional.cross_entropy(logits[answer].float(), targets[answer], reduction="none")
+        weights = torch.where(first, torch.full_like(ce, weight), torch.ones_like(ce))
+        count = answer.sum()
+        # the weighted mean of this micro-batch, at this micro-batch's share of the batch's answer tokens
+        total = (weights * ce).sum() / weights.sum().clamp(min=1e-12) * count
+        return total / (num_items_in_batch if num_items_in_batch is not None else count.clamp(min=1))
+
+    return loss
 
 
 def training_arguments(recipe: Recipe, output: Path, **overrides: Any) -> TrainingArguments:
@@ -294,6 +317,9 @@ def train(
         callbacks=[_LossLog(), *([curve] if curve else []), *(callbacks or [])],
         projector_lr=recipe.projector_lr,
         stage=recipe.stage,
+        compute_loss_func=first_token_weighted_loss(recipe.first_token_weight)
+        if recipe.first_token_weight != 1
+        else None,
     )
     result = trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_model(str(output))  # adapter + projector (modules_to_save) + processor, on the main process

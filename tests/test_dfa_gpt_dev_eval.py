@@ -10,7 +10,7 @@ import pytest
 import torch
 from dfa_gpt_fixtures import make_training_data
 
-from dfa_bench.adapters.hf import answer_token_ids
+from dfa_bench.adapters.first_token import answer_token_ids
 from dfa_bench.tiny_models import build_tiny_llava
 from dfa_gpt.dev_curve import TokenLosses
 from dfa_gpt.dev_eval import LETTERS, DevEvaluator, DevItem, at_chance, bench_dev_items, letter_token_ids
@@ -143,3 +143,35 @@ def test_dev_items_need_an_answerable_vocabulary(setup):
     items = [DevItem("q", "dfd", Path(planted["dev"]) / "missing.png", "Is it forged?", "bona_fide", "forged")]
     with pytest.raises(ValueError, match="missing.png"):
         DevEvaluator(items, processor)
+
+
+def test_first_token_weighted_loss_equals_the_models_loss_at_weight_one(setup):
+    from types import SimpleNamespace
+
+    from transformers import AutoModelForImageTextToText
+
+    from dfa_gpt.train import first_token_weighted_loss
+
+    _, base, _ = setup
+    model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch.float32)
+    torch.manual_seed(0)
+    input_ids = torch.randint(5, 300, (2, 12))
+    labels = torch.full_like(input_ids, IGNORE_INDEX)
+    labels[0, 6:9], labels[1, 4:11] = input_ids[0, 6:9], input_ids[1, 4:11]
+    out = model(input_ids=input_ids, labels=labels)
+    ours = first_token_weighted_loss(1.0)(SimpleNamespace(logits=out.logits), labels)
+    assert float(ours) == pytest.approx(float(out.loss), rel=1e-5)
+    n = int((labels != IGNORE_INDEX).sum()) - 0  # the model shifts: position t predicts t+1
+    assert float(
+        first_token_weighted_loss(1.0)(SimpleNamespace(logits=out.logits), labels, num_items_in_batch=2 * n)
+    ) == pytest.approx(float(out.loss) / 2, rel=1e-5)  # noqa: E501
+    # weight 10: the first tokens (positions 6 and 4) count ten times as much
+    logits = out.logits[:, :-1]
+    ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[:, 1:], reduction="none")
+    mask = labels[:, 1:] != IGNORE_INDEX
+    first = mask & (labels[:, :-1] == IGNORE_INDEX)
+    weights = torch.where(first, 10.0, 1.0)[mask]
+    expected = (ce[mask] * weights).sum() / weights.sum()
+    assert float(first_token_weighted_loss(10.0)(SimpleNamespace(logits=out.logits), labels)) == pytest.approx(
+        float(expected), rel=1e-5
+    )  # noqa: E501
