@@ -1,4 +1,4 @@
-"""Decisions read from the first answer token's logits: P(yes) for DF-D, the option letters for DF-C.
+"""Decisions read from the first answer token's logits: P(yes) for DF-D.
 
 One owner for what `dfa_hf` (DF-D forgery probabilities) and DFA-GPT's dev evaluation (dfa_gpt.dev_eval)
 read from a model's first-step logits. Torch only: no lmms-eval, so training code can import it.
@@ -53,10 +53,3 @@ def yes_probability(logits: torch.Tensor, yes_ids: list[int], no_ids: list[int])
     """
     logits = logits.float()
     return torch.sigmoid(logits[:, yes_ids].logsumexp(-1) - logits[:, no_ids].logsumexp(-1))
-
-
-def letter_token_ids(tokenizer: Any, letters: str = LETTERS) -> list[list[int]]:
-    """Per option letter, the first token ids that start it ("A" and " A"), none shared between letters."""
-    ids = [first_token_ids(tokenizer, (letter, f" {letter}")) for letter in letters]
-    shared = set.intersection(*ids) if ids else set()
-    return [sorted(i - shared) for i in ids]

@@ -1,6 +1,6 @@
 """Dev evaluation while training: DF-D and DF-C scored from the first answer token's logits, no generation.
 
-DF-D: P(yes) against P(no) at the first answer position (as `dfa_hf` reads it) gives a forgery probability,
+DF-D: P(yes) against P(no) at the decision position (as `dfa_hf` reads it) gives a forgery probability,
 hence AUC, and its 0.5 threshold gives ACC and ACER. DF-C: the option letters' scores at the same position
 pick the category. Both also give the first answer token's loss restricted to the candidate answers (chance:
 ln 2 for DF-D, ln 5 for DF-C), the token that carries the decision, apart from the text that follows it.
@@ -21,18 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from dfa_bench.adapters.first_token import (
-    LETTERS,
-    answer_token_ids,
-    forgery_probability,
-    letter_token_ids,
-    yes_probability,
-)
+from dfa_bench.adapters.first_token import LETTERS, forgery_probability
 from dfa_bench.bench import read_bench
 from dfa_bench.imaging import load_rgb
 from dfa_bench.metrics import auc_ci95, dfc_metrics, dfd_metrics
 from dfa_bench.schema import CATEGORIES, label_of
-from dfa_gpt.encoding import render
+from dfa_gpt.encoding import image_token_count, render
 
 CHANCE = {"dfd_auc": 0.5, "dfc_acc": 1 / len(CATEGORIES)}
 # the figures a dev point carries; the keys `--keep-best` accepts (the Trainer prefixes them with eval_)
@@ -76,23 +70,48 @@ class DevEvaluator:
 
     def __init__(self, items: list[DevItem], processor: Any, *, batch_size: int = 16) -> None:
         self.items, self.batch_size = items, batch_size
-        tokenizer = processor.tokenizer
+        self.processor, tokenizer = processor, processor.tokenizer
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.yes_ids, self.no_ids = answer_token_ids(tokenizer)
-        self.letter_ids = letter_token_ids(tokenizer)
-        if not (self.yes_ids and self.no_ids) or not all(self.letter_ids):
-            raise ValueError("the tokenizer has no distinct first tokens for yes/no or the option letters")
+        self.image_tokens = image_token_count(processor)
         self.input_ids: list[list[int]] = []
         self.pixel_index: list[Path] = []
         self.pixels: dict[Path, torch.Tensor] = {}
-        for item in items:  # the processor expands the image placeholder as it does at inference
-            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": item.question}]}]
-            prompt = render(processor, messages, generation_prompt=True)
+        self.candidates: list[list[int]] = []  # per item: the decision token id of each answer (yes/no, A-E)
+        for item in items:
             image = load_rgb(item.image, what=f"dev image for {item.question_id}")
-            batch = processor(text=[prompt], images=[image], return_tensors="pt")
-            self.pixels.setdefault(item.image, batch["pixel_values"][0])
-            self.input_ids.append(batch["input_ids"][0].tolist())
+            if item.image not in self.pixels:
+                self.pixels[item.image] = processor.image_processor(images=[image], return_tensors="pt")[
+                    "pixel_values"
+                ][0]
+            prefix, decision = self.decision_point(item)
+            self.input_ids.append(prefix)
+            self.candidates.append(decision)
             self.pixel_index.append(item.image)
+
+    def decision_point(self, item: DevItem) -> tuple[list[int], list[int]]:
+        """(the tokens before the decision, each candidate answer's decision token).
+
+        Each candidate answer ("Yes." / "No."; "A." ... "E.") is rendered after the question with the chat template
+        and tokenized as training tokenizes it (dfa_gpt.encoding): the candidates' common token prefix is the
+        prompt plus whatever the answers share (a template's leading space that a BPE keeps apart, for one),
+        and the next token, where they part, is the decision. So the figures read the token training teaches,
+        whatever the template and tokenizer."""
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": item.question}]}]
+        answers = ["Yes.", "No."] if item.task == "dfd" else [f"{letter}." for letter in LETTERS]
+        token = self.processor.image_token
+        sequences = []
+        for answer in answers:
+            text = render(self.processor, [*messages, {"role": "assistant", "content": [{"type": "text", "text": answer}]}],
+                          generation_prompt=False)  # fmt: skip
+            text = text.replace(token, token * self.image_tokens, 1)  # as the processor expands it
+            sequences.append(self.processor.tokenizer(text)["input_ids"])
+        common = 0
+        while all(len(seq) > common and seq[common] == sequences[0][common] for seq in sequences):
+            common += 1
+        decision = [seq[common] if len(seq) > common else -1 for seq in sequences]
+        if -1 in decision or len(set(decision)) != len(decision):
+            raise ValueError(f"{item.question_id}: the answers {answers} do not part at one token with this tokenizer")
+        return sequences[0][:common], decision
 
     def logits(self, model: Any) -> torch.Tensor:
         """[items, vocab] float32 logits of the first answer position, batch by batch (left-padded)."""
@@ -134,8 +153,10 @@ class DevEvaluator:
         dfc = [(i, it) for i, it in enumerate(self.items) if it.task == "dfc"]
         out: dict[str, Any] = {}
         if dfd:
-            rows = torch.tensor([i for i, _ in dfd])
-            p_yes = yes_probability(logits[rows], self.yes_ids, self.no_ids).tolist()
+            p_yes = [
+                float(torch.sigmoid(logits[i, self.candidates[i][0]] - logits[i, self.candidates[i][1]]))
+                for i, _ in dfd
+            ]
             scores = [forgery_probability(p, it.polarity) for p, (_, it) in zip(p_yes, dfd)]
             truth = [label_of(it.category) for _, it in dfd]
             predicted = ["forgery" if s > 0.5 else "bona_fide" for s in scores]
@@ -153,7 +174,7 @@ class DevEvaluator:
         if dfc:
             truth, predicted, nll = [], [], []
             for i, item in dfc:
-                scores = torch.stack([logits[i, ids].logsumexp(-1) for ids in self.letter_ids])
+                scores = logits[i, self.candidates[i]]
                 log_p = torch.log_softmax(scores, -1)
                 letters = {o["letter"]: o["category"] for o in item.options or []}
                 truth.append(item.category)

@@ -10,10 +10,9 @@ import pytest
 import torch
 from dfa_gpt_fixtures import make_training_data
 
-from dfa_bench.adapters.first_token import answer_token_ids
 from dfa_bench.tiny_models import build_tiny_llava
 from dfa_gpt.dev_curve import TokenLosses
-from dfa_gpt.dev_eval import LETTERS, DevEvaluator, DevItem, at_chance, bench_dev_items, letter_token_ids
+from dfa_gpt.dev_eval import LETTERS, DevEvaluator, DevItem, at_chance, bench_dev_items
 from dfa_gpt.encoding import IGNORE_INDEX
 from dfa_gpt.planted import build_planted_set
 from dfa_gpt.recipe import Recipe
@@ -55,16 +54,14 @@ def test_score_reads_yes_no_and_letters_from_logits(setup):
     processor = _processor(base)
     items = bench_dev_items(planted["dev"])
     evaluator = DevEvaluator(items, processor)
-    yes, no = answer_token_ids(processor.tokenizer)
-    letters = letter_token_ids(processor.tokenizer)
     logits = torch.zeros(len(items), len(processor.tokenizer))
-    for row, item in enumerate(items):  # an oracle: the right answer gets the highest logit
+    for row, item in enumerate(items):  # an oracle: the right answer's decision token gets the highest logit
         if item.task == "dfd":
             says_yes = (item.category != "bona_fide") == (item.polarity == "forged")
-            logits[row, yes if says_yes else no] = 5.0
+            logits[row, evaluator.candidates[row][0 if says_yes else 1]] = 5.0
         else:
             letter = next(o["letter"] for o in item.options if o["category"] == item.category)
-            logits[row, letters[LETTERS.index(letter)]] = 5.0
+            logits[row, evaluator.candidates[row][LETTERS.index(letter)]] = 5.0
     perfect = evaluator.score(logits)
     assert perfect["dfd_auc"] == 1.0 and perfect["dfc_acc"] == 1.0 and perfect["dfd_acer"] == 0.0
     assert perfect["dfd_first_token_loss"] < 0.01 and perfect["dfc_first_token_loss"] < 0.05
@@ -135,6 +132,21 @@ def test_dev_bench_problems_fail_before_training(setup, tmp_path):
     with pytest.raises(Exception, match="questions.jsonl|manifest"):
         train(str(base), [data], images, tmp_path / "b", Recipe(**RECIPE), eval_bench=broken, use_cpu=True)
     assert not (tmp_path / "b" / "dfa_gpt_run.json").exists()
+
+
+def test_the_decision_token_is_where_the_answers_part(setup):
+    """The tiny tokenizer keeps the Vicuna template's space before the answer apart ("ASSISTANT:" " " "Yes"):
+    the decision is read after that shared space, at the token that tells "Yes." from "No."."""
+    _, base, planted = setup
+    processor = _processor(base)
+    item = next(i for i in bench_dev_items(planted["dev"]) if i.task == "dfd")
+    evaluator = DevEvaluator([item], processor)
+    prefix, (yes, no) = evaluator.input_ids[0], evaluator.candidates[0]
+    tokenizer = processor.tokenizer
+    assert tokenizer.decode(prefix).endswith("ASSISTANT: ") or tokenizer.decode(prefix).endswith("ASSISTANT:")
+    assert tokenizer.decode([yes]).strip()[0] == "Y" and tokenizer.decode([no]).strip()[0] == "N"
+    image_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
+    assert prefix.count(image_id) == 25  # expanded as the processor expands it (30 px, 6 px patches)
 
 
 def test_dev_items_need_an_answerable_vocabulary(setup):
