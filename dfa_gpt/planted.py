@@ -36,11 +36,10 @@ COLOURS = {
 
 
 def planted_image(category: str, size: int, rng: np.random.Generator) -> Image.Image:
-    """A smooth random background (a 4 x 4 grid of mid-tone colours, upsampled) with the category's colour in
-    the top-left and bottom-right quarter-size squares. Smooth, so that no image carries a pixel-noise
-    signature a model could memorise it by instead of reading the cue."""
-    grid = Image.fromarray(rng.integers(70, 186, (4, 4, 3), dtype=np.uint8))
-    pixels = np.array(grid.resize((size, size), Image.BILINEAR))
+    """Mid-grey pixel noise with the category's colour in the top-left and bottom-right quarter-size squares.
+    (Noise, not a smooth background: on smooth colours EfficientNet-Lite0's 2 x 2 map at 64 px separates the
+    squares' colours only 65-70% of the time, on noise perfectly; tests/test_dfa_gpt_guard.py checks it.)"""
+    pixels = rng.integers(60, 196, (size, size, 3), dtype=np.uint8)
     side = max(size // 4, 2)
     pixels[:side, :side] = COLOURS[category]
     pixels[-side:, -side:] = COLOURS[category]
