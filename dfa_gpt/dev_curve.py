@@ -20,7 +20,7 @@ import torch
 from loguru import logger
 from transformers import TrainerCallback
 
-from dfa_bench.io import write_json
+from dfa_bench.io import read_json, write_json
 from dfa_gpt.dev_eval import CHANCE, HIGHER_IS_BETTER, DevEvaluator, at_chance
 from dfa_gpt.encoding import IGNORE_INDEX
 
@@ -87,6 +87,12 @@ class DevCurve(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if state.global_step == 0:  # the untrained model: where the curve starts (chance, for a random projector)
             self.evaluate(args, state, model)
+        elif (self.output / CURVE_FILE).is_file():  # a resumed run continues its curve up to the checkpoint
+            earlier = read_json(self.output / CURVE_FILE)
+            self.points = [p for p in earlier.get("points", []) if p["step"] <= state.global_step]
+            best = earlier.get("best")
+            self.best = best if best and best["step"] <= state.global_step else None
+            self._evaluated_at = state.global_step
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
         for key in ("loss", "loss_first_token", "loss_other_tokens"):

@@ -187,3 +187,18 @@ def test_first_token_weighted_loss_equals_the_models_loss_at_weight_one(setup):
     assert float(first_token_weighted_loss(10.0)(SimpleNamespace(logits=out.logits), labels)) == pytest.approx(
         float(expected), rel=1e-5
     )  # noqa: E501
+
+
+def test_a_resumed_run_continues_its_dev_curve(setup, tmp_path):
+    from test_dfa_gpt_train import Crash
+
+    _, base, planted = setup
+    recipe = Recipe(**{**RECIPE, "eval_steps": 2, "save_steps": 2})
+    output = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(str(base), [planted["data"]], planted["images"], output, recipe, eval_bench=planted["dev"],
+              callbacks=[Crash(3)], use_cpu=True)  # fmt: skip
+    assert [p["step"] for p in json.loads((output / "dev_curve.json").read_text())["points"]] == [0, 2]
+    train(str(base), [planted["data"]], planted["images"], output, recipe, eval_bench=planted["dev"], resume=True,
+          use_cpu=True)  # fmt: skip
+    assert [p["step"] for p in json.loads((output / "dev_curve.json").read_text())["points"]] == [0, 2, 4, 5]
