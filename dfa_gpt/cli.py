@@ -1,4 +1,4 @@
-"""The `dfa-gpt` command line: train, merge, ablation, mini-base, chat, serve.
+"""The `dfa-gpt` command line: train, merge, ablation, guard, mini-base, chat, serve.
 
 Multi-GPU and multi-node runs go through accelerate (docs/dfa_gpt.md has the exact commands):
 
@@ -284,6 +284,40 @@ def ablation_command(
     typer.echo(
         f"\n{len(entries)} runs submitted to {board}; `dfa-bench leaderboard paper-tables --leaderboard {board}`"
     )
+
+
+@app.command("guard")
+def guard_command(
+    base: Annotated[str, Opt(help="The base to check: a local path or hub id.")],
+    output: Annotated[Path, Opt(help="Where the planted-cue set and the run go.")],
+    image_size: Annotated[int, Opt(help="Planted images' side in pixels.")] = 64,
+    per_category: Annotated[int, Opt(help="Training images per category (held out: half as many).")] = 16,
+    epochs: Annotated[float, Opt(help="Epochs.")] = 3.0,
+    batch_size: Annotated[int, Opt(help="Samples per device per step.")] = 8,
+    lora_rank: Annotated[int, Opt(help="LoRA rank.")] = 16,
+    lora_alpha: Annotated[int, Opt(help="LoRA alpha.")] = 32,
+    lr: Annotated[float, Opt("--lr", help="Learning rate of the LoRA weights.")] = 1e-3,
+    projector_lr: Annotated[float, Opt(help="Learning rate of the projector.")] = 1e-3,
+    projector_init: Annotated[str, Opt(help="base | standardize.")] = "standardize",
+    bf16: Annotated[bool, Opt(help="bfloat16 weights and autocast (off: float32).")] = False,
+    cpu: Annotated[bool, Opt(help="Train on the CPU even when a GPU is present.")] = False,
+) -> None:
+    """Can this base and recipe learn what only the image says? Trains on a planted-cue set (the category is a
+    colour in two corners) and checks held-out DF-C ACC >= 0.90 and DF-D AUC >= 0.95; exit 1 when it fails."""
+    from dfa_gpt.guard import run_guard
+
+    try:
+        recipe = Recipe(
+            epochs=epochs, per_device_batch_size=batch_size, lora_rank=lora_rank, lora_alpha=lora_alpha,
+            learning_rate=lr, projector_lr=projector_lr, projector_init=projector_init, bf16=bf16,
+            gradient_checkpointing=False, dataloader_workers=0, save_steps=10**9, eval_steps=0,
+        )  # fmt: skip
+        result = run_guard(base, output, recipe, per_category=per_category, heldout_per_category=per_category // 2,
+                           image_size=image_size, **({"use_cpu": True} if cpu else {}))  # fmt: skip
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc), 1)
+    typer.echo(f"guard {result.describe()}; dev curve: {output / 'run' / 'dev_curve.png'}")
+    raise typer.Exit(0 if result.passed else 1)
 
 
 @app.command("mini-base")

@@ -51,3 +51,34 @@ def test_bad_input_exits_with_a_message(tmp_path):
     assert result.exit_code == 1 and "bad.json" in result.output
     result = invoke("merge", str(tmp_path), "--output", str(tmp_path / "m"))
     assert result.exit_code == 1 and "not a DFA-GPT run directory" in result.output
+
+
+def test_train_with_a_dev_bench_reports_its_figures_and_a_bad_dev_bench_stops_it(tmp_path):
+    from dfa_bench.tiny_models import build_tiny_llava
+    from dfa_gpt.planted import build_planted_set
+
+    base = build_tiny_llava(tmp_path / "base", initializer_range=0.2)
+    planted = build_planted_set(tmp_path / "planted", per_category=2, heldout_per_category=2, size=30)
+    common = ["train", "--base", str(base), "--data", str(planted["data"]), "--images", str(planted["images"]),
+              "--no-bf16", "--no-gradient-checkpointing", "--workers", "0", "--batch-size", "4", "--cpu",
+              "--lora-rank", "4", "--lora-alpha", "8"]  # fmt: skip
+    result = invoke(*common, "--output", str(tmp_path / "run"), "--eval-bench", str(planted["dev"]),
+                    "--eval-steps", "0", "--max-steps", "2", "--keep-best", "dfc_acc")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "dev at step 2: dfd_auc" in result.output and "dev_curve.png" in result.output
+    assert "at chance" in result.output  # 2 steps on 10 images
+    result = invoke(*common, "--output", str(tmp_path / "run2"), "--eval-bench", str(tmp_path / "nothing"))
+    assert result.exit_code == 1 and "nothing" in result.output
+    result = invoke(*common, "--output", str(tmp_path / "run3"), "--keep-best", "loss")
+    assert result.exit_code == 1 and "--keep-best" in result.output
+
+
+def test_guard_exits_nonzero_when_the_model_does_not_learn_the_cue(tmp_path):
+    from dfa_bench.tiny_models import build_tiny_llava
+
+    base = build_tiny_llava(tmp_path / "base", image_size=32, patch_size=8, initializer_range=0.2)
+    result = invoke("guard", "--base", str(base), "--output", str(tmp_path / "guard"), "--image-size", "32",
+                    "--per-category", "4", "--epochs", "1", "--cpu")  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "guard FAILED: held-out dfc_acc" in result.output and "(needs >= 0.9)" in result.output
+    assert (tmp_path / "guard" / "run" / "dev_curve.json").is_file()
