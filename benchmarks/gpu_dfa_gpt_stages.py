@@ -61,8 +61,8 @@ def main() -> None:
     parser.add_argument("--eval-batch-size", type=int, default=32)
     args = parser.parse_args()
 
-    from gpu_lora_train_speed import SyntheticSet, llava_config
-    from transformers import LlavaForConditionalGeneration, TrainerCallback
+    from gpu_lora_train_speed import StepTimer, SyntheticSet, llava_config
+    from transformers import LlavaForConditionalGeneration
 
     from dfa_gpt.dataset import Collator
     from dfa_gpt.dev_curve import DevCurve
@@ -91,22 +91,8 @@ def main() -> None:
         model.config.use_cache = False
         return model
 
-    class Timer(TrainerCallback):
-        def __init__(self) -> None:
-            self.times: list[float] = []
-
-        def on_step_begin(self, *a, **k):
-            if cuda:
-                torch.cuda.synchronize()
-            self.start = time.perf_counter()
-
-        def on_step_end(self, *a, **k):
-            if cuda:
-                torch.cuda.synchronize()
-            self.times.append(time.perf_counter() - self.start)
-
     def run(recipe: Recipe, model, steps: int, output: Path, callbacks: list) -> tuple[list[float], float]:
-        timer = Timer()
+        timer = StepTimer(cuda)
         trainer = DFATrainer(
             model=model,
             args=training_arguments(

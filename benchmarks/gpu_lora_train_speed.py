@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 try:  # the installed package; else this checkout
     import dfa_gpt  # noqa: F401
@@ -83,6 +84,23 @@ class SyntheticSet(torch.utils.data.Dataset):
         return {"input_ids": ids, "labels": labels, "pixel_values": torch.randn(3, self.image_size, self.image_size)}
 
 
+class StepTimer(TrainerCallback):
+    """Wall time of each optimizer step (synchronised with the GPU)."""
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda, self.times = cuda, []
+
+    def on_step_begin(self, *a, **k):
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.start = time.perf_counter()
+
+    def on_step_end(self, *a, **k):
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.times.append(time.perf_counter() - self.start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="tiny shapes on the CPU (smoke test)")
@@ -93,7 +111,7 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak (default: by GPU name)")
     args = parser.parse_args()
 
-    from transformers import LlavaForConditionalGeneration, TrainerCallback
+    from transformers import LlavaForConditionalGeneration
 
     from dfa_gpt.dataset import Collator
     from dfa_gpt.model import apply_lora
@@ -115,21 +133,7 @@ def main() -> None:
     total_steps = args.warmup + args.steps
     dataset = SyntheticSet(config, batch * total_steps)
 
-    class Timer(TrainerCallback):
-        def __init__(self) -> None:
-            self.times: list[float] = []
-
-        def on_step_begin(self, *a, **k):
-            if cuda:
-                torch.cuda.synchronize()
-            self.start = time.perf_counter()
-
-        def on_step_end(self, *a, **k):
-            if cuda:
-                torch.cuda.synchronize()
-            self.times.append(time.perf_counter() - self.start)
-
-    timer = Timer()
+    timer = StepTimer(cuda)
     trainer = DFATrainer(
         model=model,
         args=training_arguments(

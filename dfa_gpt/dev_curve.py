@@ -79,7 +79,8 @@ class DevCurve(TrainerCallback):
         self.keep_best, self.save = keep_best, save
         self.points: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
-        self.train_logs: dict[str, float] = {}
+        self.train_logs: dict[str, float] = {}  # the latest logged training losses
+        self.train_curve: list[dict[str, float]] = []  # every logged step's
         self._evaluated_at = -1
 
     # ---------------------------------------------------------------- Trainer events
@@ -90,14 +91,16 @@ class DevCurve(TrainerCallback):
         elif (self.output / CURVE_FILE).is_file():  # a resumed run continues its curve up to the checkpoint
             earlier = read_json(self.output / CURVE_FILE)
             self.points = [p for p in earlier.get("points", []) if p["step"] <= state.global_step]
+            self.train_curve = [p for p in earlier.get("train", []) if p["step"] <= state.global_step]
             best = earlier.get("best")
             self.best = best if best and best["step"] <= state.global_step else None
             self._evaluated_at = state.global_step
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
-        for key in ("loss", "loss_first_token", "loss_other_tokens"):
-            if logs and key in logs:
-                self.train_logs[key] = logs[key]
+        found = {k: logs[k] for k in ("loss", "loss_first_token", "loss_other_tokens") if logs and k in logs}
+        if found:
+            self.train_logs = found
+            self.train_curve.append({"step": state.global_step, **found})
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if self.eval_steps > 0 and state.global_step % self.eval_steps == 0:
@@ -130,8 +133,9 @@ class DevCurve(TrainerCallback):
             self.write()
 
     def write(self) -> None:
-        write_json(self.output / CURVE_FILE, {"points": self.points, "best": self.best, "chance": CHANCE})
-        plot_curve(self.points, self.output / PLOT_FILE, best=self.best)
+        write_json(self.output / CURVE_FILE, {"points": self.points, "best": self.best, "chance": CHANCE,
+                                              "train": self.train_curve})  # fmt: skip
+        plot_curve(self.points, self.output / PLOT_FILE, best=self.best, train=self.train_curve)
 
     def summary(self) -> dict[str, Any]:
         """What the run records: the last point, the best one, and the figures still at chance."""
@@ -142,15 +146,18 @@ class DevCurve(TrainerCallback):
         return {"final": final, "best": self.best, "at_chance": at_chance(chosen), "points": len(self.points)}
 
 
-def plot_curve(points: list[dict[str, Any]], path: Path, *, best: dict | None = None) -> None:
-    """Two panels: dev DF-D AUC and DF-C ACC against chance; the first-token and other-token losses."""
+def plot_curve(
+    points: list[dict[str, Any]], path: Path, *, best: dict | None = None, train: list[dict[str, float]] = ()
+) -> None:
+    """Two panels: dev DF-D AUC and DF-C ACC against chance; the dev first-token losses at each evaluation
+    and the training loss of every logged step, first answer tokens apart from the others."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     steps = [p["step"] for p in points]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 8), sharex=True)
     for key, label, colour in (("dfd_auc", "dev DF-D AUC", "tab:blue"), ("dfc_acc", "dev DF-C ACC", "tab:orange")):
         values = [p.get(key) for p in points]
         if any(v is not None for v in values):
@@ -160,23 +167,26 @@ def plot_curve(points: list[dict[str, Any]], path: Path, *, best: dict | None = 
         top.axvline(best["step"], ls="--", color="grey", lw=1, label=f"best {best['metric']}")
     top.set_ylim(0, 1)
     top.set_ylabel("dev figure (dotted: chance)")
-    top.legend(loc="lower right", fontsize=8)
+    top.legend(loc="upper left", fontsize=8)
     top.set_title("DFA-GPT dev curve")
-    series = (
-        ("dfd_first_token_loss", "dev DF-D first token (chance ln 2)", "tab:blue", None),
-        ("dfc_first_token_loss", "dev DF-C first token (chance ln 5)", "tab:orange", None),
-        ("loss_first_token", "train: first answer tokens", "tab:red", "train"),
-        ("loss_other_tokens", "train: other answer tokens", "tab:grey", "train"),
-    )
-    for key, label, colour, where in series:
-        values = [(p.get(where) or {}).get(key) if where else p.get(key) for p in points]
+    train_steps = [t["step"] for t in train]
+    for key, label, colour in (("loss_first_token", "train: first answer tokens", "tab:red"),
+                               ("loss_other_tokens", "train: other answer tokens", "tab:grey")):  # fmt: skip
+        values = [t.get(key, math.nan) for t in train]
+        if train and any(not math.isnan(v) for v in values):
+            bottom.plot(train_steps, [max(v, 1e-3) for v in values], "-", label=label, color=colour, lw=1)
+    for key, label, colour in (("dfd_first_token_loss", "dev DF-D first token (chance ln 2)", "tab:blue"),
+                               ("dfc_first_token_loss", "dev DF-C first token (chance ln 5)", "tab:orange")):  # fmt: skip
+        values = [p.get(key) for p in points]
         if any(v is not None for v in values):
-            bottom.plot(steps, [math.nan if v is None else v for v in values], "o-", label=label, color=colour, ms=3)
+            bottom.plot(steps, [math.nan if v is None else v for v in values], "o-", label=label, color=colour, ms=4)
     bottom.axhline(math.log(2), ls=":", color="tab:blue", lw=1)
     bottom.axhline(math.log(5), ls=":", color="tab:orange", lw=1)
+    bottom.set_yscale("log")  # the other tokens fall by orders of magnitude; the decision does not
+    bottom.set_ylim(bottom=1e-3)
     bottom.set_xlabel("optimizer step")
     bottom.set_ylabel("loss (nats)")
-    bottom.legend(loc="upper right", fontsize=8)
+    bottom.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -110,6 +110,7 @@ def test_train_writes_the_dev_curve_and_keeps_the_best(setup, tmp_path):
     assert [p["step"] for p in curve["points"]] == [0, 3, 5]  # the untrained model, every 3 steps, the epoch end
     assert all({"dfd_auc", "dfc_acc", "dfd_first_token_loss"} <= p.keys() for p in curve["points"])
     assert {"loss_first_token", "loss_other_tokens"} <= curve["points"][-1]["train"].keys()
+    assert [t["step"] for t in curve["train"]] == [1, 2, 3, 4, 5]  # every logged step, for the plot
     assert (tmp_path / "run" / "dev_curve.png").stat().st_size > 10_000
     best = min(curve["points"][1:], key=lambda p: p["dfd_first_token_loss"])
     assert run["dev"]["best"]["step"] == best["step"] == curve["best"]["step"]
