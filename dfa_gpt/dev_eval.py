@@ -114,7 +114,7 @@ class DevEvaluator:
         return sequences[0][:common], decision
 
     def logits(self, model: Any) -> torch.Tensor:
-        """[items, vocab] float32 logits of the first answer position, batch by batch (left-padded)."""
+        """[items, vocab] float32 logits at each item's decision position, batch by batch (left-padded)."""
         device = model.get_input_embeddings().weight.device
         dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
         rows = []
@@ -148,7 +148,7 @@ class DevEvaluator:
         return self.score(self.logits(model))
 
     def score(self, logits: torch.Tensor) -> dict[str, Any]:
-        """Dev figures from first-position logits (one row per item, in item order)."""
+        """Dev figures from decision-position logits (one row per item, in item order)."""
         dfd = [(i, it) for i, it in enumerate(self.items) if it.task == "dfd"]
         dfc = [(i, it) for i, it in enumerate(self.items) if it.task == "dfc"]
         out: dict[str, Any] = {}
