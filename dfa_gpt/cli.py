@@ -179,7 +179,9 @@ def train_command(
     dev = run.get("dev")
     if dev:
         final, best = dev["final"], dev["best"]
-        figures = ", ".join(f"{k} {final[k]:.4f}" for k in ("dfd_auc", "dfc_acc") if final.get(k) is not None)
+        figures = ", ".join(
+            f"{k} {final[k]:.4f}" for k in ("dfd_auc", "dfc_acc", "caption_acc") if final.get(k) is not None
+        )
         typer.echo(f"dev at step {final['step']}: {figures}; curve: {output / 'dev_curve.png'}")
         if best:
             typer.echo(

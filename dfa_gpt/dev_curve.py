@@ -25,7 +25,7 @@ from dfa_gpt.dev_eval import CHANCE, HIGHER_IS_BETTER, DevEvaluator, at_chance
 from dfa_gpt.encoding import IGNORE_INDEX
 
 CURVE_FILE, PLOT_FILE, BEST_DIR = "dev_curve.json", "dev_curve.png", "best"
-SHOWN = ("dfd_auc", "dfd_acer", "dfc_acc", "dfd_first_token_loss", "dfc_first_token_loss")
+SHOWN = ("dfd_auc", "dfd_acer", "dfc_acc", "caption_acc", "dfd_first_token_loss", "dfc_first_token_loss")
 
 
 class TokenLosses:
@@ -158,7 +158,8 @@ def plot_curve(
 
     steps = [p["step"] for p in points]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 8), sharex=True)
-    for key, label, colour in (("dfd_auc", "dev DF-D AUC", "tab:blue"), ("dfc_acc", "dev DF-C ACC", "tab:orange")):
+    for key, label, colour in (("dfd_auc", "dev DF-D AUC", "tab:blue"), ("dfc_acc", "dev DF-C ACC", "tab:orange"),
+                               ("caption_acc", "dev caption ACC (align)", "tab:green")):  # fmt: skip
         values = [p.get(key) for p in points]
         if any(v is not None for v in values):
             top.plot(steps, [math.nan if v is None else v for v in values], "o-", label=label, color=colour)

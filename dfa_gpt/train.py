@@ -286,9 +286,10 @@ def train(
     if eval_bench is not None:  # read before the base loads: a bad dev bench fails in seconds
         from dfa_gpt.dev_eval import DevEvaluator, bench_dev_items
 
-        dev = DevEvaluator(
-            bench_dev_items(eval_bench, limit=recipe.eval_limit), processor, batch_size=recipe.eval_batch_size
-        )
+        # an align run (LM frozen: no LoRA to answer letters with) is scored on held-out captions
+        items = bench_dev_items(eval_bench, limit=recipe.eval_limit, captions=recipe.stage == "align")
+        items = [i for i in items if (i.task == "caption") == (recipe.stage == "align")]
+        dev = DevEvaluator(items, processor, batch_size=recipe.eval_batch_size)
     elif recipe.keep_best:
         raise ValueError("--keep-best needs --eval-bench")
     set_seed(recipe.seed)  # the LoRA's initial weights

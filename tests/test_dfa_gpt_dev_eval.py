@@ -10,6 +10,7 @@ import pytest
 import torch
 from dfa_gpt_fixtures import make_training_data
 
+from dfa_bench.schema import CATEGORIES
 from dfa_bench.tiny_models import build_tiny_llava
 from dfa_gpt.dev_curve import TokenLosses
 from dfa_gpt.dev_eval import LETTERS, DevEvaluator, DevItem, at_chance, bench_dev_items
@@ -203,3 +204,26 @@ def test_a_resumed_run_continues_its_dev_curve(setup, tmp_path):
     train(str(base), [planted["data"]], planted["images"], output, recipe, eval_bench=planted["dev"], resume=True,
           use_cpu=True)  # fmt: skip
     assert [p["step"] for p in json.loads((output / "dev_curve.json").read_text())["points"]] == [0, 2, 4, 5]
+
+
+def test_captions_are_scored_by_each_category_answers_likelihood(setup):
+    from transformers import AutoModelForImageTextToText
+
+    _, base, planted = setup
+    processor = _processor(base)
+    items = [i for i in bench_dev_items(planted["dev"], captions=True) if i.task == "caption"]
+    assert len(items) == 10 and {i.category for i in items} == set(CATEGORIES)
+    evaluator = DevEvaluator(items[:2], processor)
+    model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch.float32)
+    scores = evaluator.caption_log_likelihoods(model)
+    assert scores.shape == (2, 5) and torch.isfinite(scores).all()
+    # the first caption's third answer, scored alone: the sum of its answer tokens' log-probabilities
+    sequence = evaluator.caption_sequences[0][2]
+    prompt = evaluator.tokenized(items[0], ["", evaluator.caption_answers[0]])[1]
+    with torch.no_grad():
+        log_p = model(input_ids=torch.tensor([sequence]), pixel_values=evaluator.pixels[items[0].image][None]).logits
+    log_p = log_p[0, :-1].log_softmax(-1)
+    alone = sum(float(log_p[t - 1, sequence[t]]) for t in range(prompt, len(sequence)))
+    assert float(scores[0, 2]) == pytest.approx(alone, abs=1e-3)
+    figures = evaluator.evaluate(model)
+    assert figures["caption_n"] == 2 and 0 <= figures["caption_acc"] <= 1 and "dfd_auc" not in figures
