@@ -222,9 +222,21 @@ def prepare_projector(model: Any, recipe: Recipe, dataset: TrainingSet, *, max_i
         images = list(dict.fromkeys(e.image for e in dataset.entries))[:max_images]
         processor = dataset.processor.image_processor
 
+        def decoded():  # a corrupt image is left out here; the training set reports it with its file and index
+            for path in images:
+                try:
+                    yield load_rgb(path)
+                except (OSError, ValueError):
+                    continue
+
         def batches():
-            for start in range(0, len(images), 16):
-                chunk = [load_rgb(p) for p in images[start : start + 16]]
+            chunk = []
+            for image in decoded():
+                chunk.append(image)
+                if len(chunk) == 16:
+                    yield processor(images=chunk, return_tensors="pt")["pixel_values"]
+                    chunk = []
+            if chunk:
                 yield processor(images=chunk, return_tensors="pt")["pixel_values"]
 
         done.update(standardize_projector(model, projector_inputs(model, batches())), images=len(images))

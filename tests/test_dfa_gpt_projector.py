@@ -104,3 +104,14 @@ def test_align_refuses_resume(setup, tmp_path):
     _, base, data, images = setup
     with pytest.raises(ValueError, match="align run"):
         train(str(base), [data], images, tmp_path / "a", Recipe(**RECIPE, stage="align"), resume=True, use_cpu=True)
+
+
+def test_standardize_leaves_out_a_corrupt_image_that_training_then_reports(setup, tmp_path):
+    _, base, _, _ = setup
+    data, images = make_training_data(tmp_path)
+    (images / "face_1.png").write_bytes(b"not a png")
+    recipe = Recipe(**{**RECIPE, "max_steps": 2}, projector_init="standardize")
+    run = train(str(base), [data], images, tmp_path / "run", recipe, use_cpu=True)
+    assert run["projector"]["images"] == 6 and run["projector"]["tokens"] == 5 * 25  # 5 decodable images
+    report = (tmp_path / "run" / "bad_samples.jsonl").read_text()
+    assert "face_1.png" in report
