@@ -11,6 +11,7 @@ Every process evaluates the whole dev set (ZeRO-3 needs each rank in every forwa
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -92,8 +93,11 @@ class DevCurve(TrainerCallback):
             earlier = read_json(self.output / CURVE_FILE)
             self.points = [p for p in earlier.get("points", []) if p["step"] <= state.global_step]
             self.train_curve = [p for p in earlier.get("train", []) if p["step"] <= state.global_step]
-            best = earlier.get("best")
-            self.best = best if best and best["step"] <= state.global_step else None
+            # RUN/best may hold an adapter saved after the checkpoint (a trajectory the resume discards): the
+            # best is chosen afresh from the resumed steps on
+            self.best = None
+            if state.is_world_process_zero:
+                shutil.rmtree(self.output / BEST_DIR, ignore_errors=True)
             self._evaluated_at = state.global_step
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
