@@ -6,7 +6,8 @@ The base checkpoint is read from the run (`dfa_gpt_run.json`), the LoRA and the 
 its peft adapter, and the processor (chat template included) from the run, so the prompts are those it
 was trained on. A merged model (`dfa-gpt merge`) is a plain LLaVA checkpoint: evaluate it with `dfa_llava`.
 
-model_args: those of `dfa_llava`, with pretrained=RUN (the base comes from the run; `base=` overrides
+model_args: those of `dfa_llava` (dfd_decision defaults to reference_answer: P(forgery) is read where the
+bench's two reference answers part, the token training taught), with pretrained=RUN (the base comes from the run; `base=` overrides
 it, e.g. when the run was trained on another machine's copy of the base).
 """
 
@@ -33,6 +34,7 @@ class DFAGPT(DFALlava):
     """DFA-GPT from its run directory: base + LoRA + projector."""
 
     name = "dfa_gpt"
+    default_dfd_decision = "reference_answer"  # trained on DFA-Instruct: its DF-D answers lead with the verdict
 
     def __init__(self, pretrained: str | None = None, base: str | None = None, **kwargs: Any) -> None:
         if not pretrained:

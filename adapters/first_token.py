@@ -1,7 +1,10 @@
-"""Decisions read from the first answer token's logits: P(yes) for DF-D.
+"""Decisions read from one token's logits: DF-D forgery probabilities.
 
-One owner for what `dfa_hf` (DF-D forgery probabilities) and DFA-GPT's dev evaluation (dfa_gpt.dev_eval)
-read from a model's first-step logits. Torch only: no lmms-eval, so training code can import it.
+Two readings. A zero-shot model answers a yes/no question with "Yes"/"No" first: P(yes) of its first
+token, crossed with the question's polarity. A model trained on DFA-Instruct answers with the verdict first
+(dfa_bench.templates.dfd_answer: "This face image is forged, ..." / "... is a bona fide ..."): P(forgery) is
+read where those two reference answers part. One owner for what `dfa_hf`, `dfa_gpt` and DFA-GPT's dev
+evaluation (dfa_gpt.dev_eval) read. Torch only: no lmms-eval, so training code can import it.
 """
 
 from __future__ import annotations
@@ -53,3 +56,25 @@ def yes_probability(logits: torch.Tensor, yes_ids: list[int], no_ids: list[int])
     """
     logits = logits.float()
     return torch.sigmoid(logits[:, yes_ids].logsumexp(-1) - logits[:, no_ids].logsumexp(-1))
+
+
+def parting_point(sequences: list[list[int]], what: str = "the answers") -> tuple[int, list[int]]:
+    """(the length of the token sequences' common prefix, each sequence's token where they part).
+
+    For reference answers rendered after one prompt, the common prefix is the prompt plus the words the
+    answers share, and the parting tokens are the decision. Refused when the answers part nowhere (one is
+    a prefix of another) or part at one token shared by two of them."""
+    common = 0
+    while all(len(seq) > common and seq[common] == sequences[0][common] for seq in sequences):
+        common += 1
+    decision = [seq[common] if len(seq) > common else -1 for seq in sequences]
+    if -1 in decision or len(set(decision)) != len(decision):
+        raise ValueError(f"{what} do not part at one token with this tokenizer")
+    return common, decision
+
+
+def two_way_probability(logits: torch.Tensor, first_ids: torch.Tensor, second_ids: torch.Tensor) -> torch.Tensor:
+    """P(first) / (P(first) + P(second)) per row of logits [batch, vocab], one token id per row each."""
+    rows = torch.arange(logits.shape[0])
+    logits = logits.float()
+    return torch.sigmoid(logits[rows, first_ids] - logits[rows, second_ids])

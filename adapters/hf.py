@@ -35,16 +35,27 @@ from dfa_bench.adapters.first_token import (  # noqa: F401  (answer_token_ids: p
     answer_token_ids,
     first_token_ids,
     forgery_probability,
+    parting_point,
+    two_way_probability,
     yes_probability,
 )
+from dfa_bench.templates import dfd_answer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+# How a DF-D forgery probability is read (adapters/first_token.py): "yes_no", P(yes) of the first answer token,
+# for models that answer a yes/no question with "Yes"/"No" first (zero-shot MLLMs); "reference_answer", where
+# the bench's two reference answers part ("This face image is forged ..." / "... is a bona fide ..."), for
+# models trained on DFA-Instruct, whose answers start with the verdict.
+DFD_DECISIONS = ("yes_no", "reference_answer")
 
 
 class DFAHF(DFAAdapter):
     """A transformers image-text-to-text model, batched, with DF-D probabilities."""
 
     name = "dfa_hf"
+    default_dfd_decision = "yes_no"
 
     def __init__(
         self,
@@ -58,6 +69,7 @@ class DFAHF(DFAAdapter):
         system_prompt: str | None = None,
         chat_template: str | None = None,
         dfd_probability: bool | str = True,
+        dfd_decision: str | None = None,
         batch_size: int | str = 1,
         response_cache: str | None = None,
         max_batch_size: int | None = None,
@@ -83,6 +95,11 @@ class DFAHF(DFAAdapter):
         self.max_new_tokens = int(max_new_tokens) if max_new_tokens not in (None, "") else None
         self.system_prompt = self._resolve_system_prompt(str(system_prompt)) if system_prompt else None
         self.dfd_probability = as_bool(dfd_probability)
+        self.dfd_decision = str(dfd_decision or self.default_dfd_decision)
+        if self.dfd_decision not in DFD_DECISIONS:
+            raise AdapterConfigError(
+                f"{self.name}: dfd_decision must be one of {list(DFD_DECISIONS)}, not {dfd_decision!r}"
+            )
         if self.device_map and self.world_size > 1:
             raise AdapterConfigError(
                 f"{self.name}: device_map={self.device_map} spreads one model over the GPUs, but this run has "
@@ -97,7 +114,7 @@ class DFAHF(DFAAdapter):
         # padded row's answer is the answer it gets alone (right padding would put pads between them).
         self.tokenizer.padding_side = "left"
         self.yes_ids, self.no_ids = answer_token_ids(self.tokenizer)
-        if self.dfd_probability and not (self.yes_ids and self.no_ids):
+        if self.dfd_probability and self.dfd_decision == "yes_no" and not (self.yes_ids and self.no_ids):
             logger.warning(f"{self.name}: no distinct yes/no tokens in this vocabulary; DF-D answers get no score")
             self.dfd_probability = False
         self.eos_ids = self._eos_ids()
@@ -114,6 +131,7 @@ class DFAHF(DFAAdapter):
             "max_new_tokens": self.max_new_tokens,
             "system_prompt": self.system_prompt,
             "dfd_probability": self.dfd_probability,
+            "dfd_decision": self.dfd_decision,
         }
         if self.chat_template:
             self.fingerprint["chat_template"] = self.chat_template
@@ -236,27 +254,78 @@ class DFAHF(DFAAdapter):
         until = gen_kwargs.pop("until", None) or []
         until = [until] if isinstance(until, str) else list(until)
         want_scores = self.dfd_probability and any(q.task == "dfd" for q in queries)
+        yes_no = want_scores and self.dfd_decision == "yes_no"
         batch = self.prepare_batch(queries)
-        output = self.generate(batch, gen_kwargs, first_logits=want_scores)
+        output = self.generate(batch, gen_kwargs, first_logits=yes_no)
         prompt_len = batch["input_ids"].shape[1]
         new_tokens = output.sequences[:, prompt_len:]
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        p_yes = None
-        if want_scores and getattr(output, "logits", None):
+        scores: dict[int, float] = {}
+        if yes_no and getattr(output, "logits", None):
             first = output.logits[0]
             # beam search keeps num_beams rows per query; at the first step they are all the same
             first = first.view(len(queries), -1, first.shape[-1])[:, 0]
             p_yes = yes_probability(first, self.yes_ids, self.no_ids).tolist()
+            scores = {
+                i: forgery_probability(float(p_yes[i]), q.doc["polarity"])
+                for i, q in enumerate(queries)
+                if q.task == "dfd" and q.doc.get("polarity") in ("forged", "authentic")
+            }
+        elif want_scores:
+            scores = self.reference_answer_scores(queries)
         input_counts = batch["attention_mask"].sum(dim=1).tolist()
         answers = []
-        for i, query in enumerate(queries):
-            score = None
-            if p_yes is not None and query.task == "dfd" and query.doc.get("polarity") in ("forged", "authentic"):
-                score = forgery_probability(float(p_yes[i]), query.doc["polarity"])
-                score = None if math.isnan(score) else score
+        for i in range(len(queries)):
+            score = scores.get(i)
+            score = None if score is None or math.isnan(score) else score
             usage = {"input_tokens": int(input_counts[i]), "output_tokens": self._output_count(new_tokens[i])}
             answers.append(Answer(truncate_at_stops(texts[i], until).strip(), score=score, usage=usage))
         return answers
+
+    def reference_answer_scores(self, queries: list[Query]) -> dict[int, float]:
+        """P(forgery) per DF-D query (by index), read where its two reference answers (templates.dfd_answer)
+        part after the prompt: both rendered with the chat template as training renders them, tokenized by
+        the processor, and one forward of their shared prefix per batch. One image per query."""
+        picked = [
+            i for i, q in enumerate(queries) if q.task == "dfd" and q.doc.get("polarity") in ("forged", "authentic")
+        ]
+        if not picked:
+            return {}
+        renderer = self.processor if getattr(self.processor, "chat_template", None) else self.tokenizer
+        texts, images = [], []
+        for i in picked:
+            messages = self.build_messages(queries[i])
+            for label in ("forgery", "bona_fide"):
+                answer = dfd_answer(queries[i].doc["polarity"], label)
+                reply = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
+                texts.append(
+                    renderer.apply_chat_template([*messages, reply], tokenize=False, add_generation_prompt=False)
+                )
+                images.append(list(queries[i].images))
+        encoded = self.encode(texts, images if any(images) else None)
+        prefixes, forged, bona = [], [], []
+        for k, i in enumerate(picked):
+            pair = [
+                encoded["input_ids"][row][encoded["attention_mask"][row].bool()].tolist() for row in (2 * k, 2 * k + 1)
+            ]
+            what = f"{self.name}: item {queries[i].doc.get('question_id', i)}: its two DF-D reference answers"
+            common, (forged_id, bona_id) = parting_point(pair, what)
+            prefixes.append(pair[0][:common])
+            forged.append(forged_id)
+            bona.append(bona_id)
+        longest = max(map(len, prefixes))
+        input_ids = torch.full((len(prefixes), longest), self.pad_id, dtype=torch.long)
+        mask = torch.zeros_like(input_ids)
+        for row, prefix in enumerate(prefixes):  # left-padded, positions numbered as generate() numbers them
+            input_ids[row, longest - len(prefix) :], mask[row, longest - len(prefix) :] = torch.tensor(prefix), 1
+        extra = {key: value[::2] for key, value in encoded.items() if key not in ("input_ids", "attention_mask")}
+        device = self.input_device
+        with torch.inference_mode():
+            out = self.model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                             position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device), logits_to_keep=1,
+                             use_cache=False, **extra)  # fmt: skip
+        p_forgery = two_way_probability(out.logits[:, -1].cpu(), torch.tensor(forged), torch.tensor(bona))
+        return {i: float(p) for i, p in zip(picked, p_forgery.tolist())}
 
     # -------------------------------------------------------------------------------- helpers
 

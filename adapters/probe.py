@@ -20,7 +20,8 @@ import numpy as np
 from dfa_bench.adapters.base import Answer, DFAAdapter, Query
 from dfa_bench.adapters.probe_features import make_backbone
 from dfa_bench.adapters.probe_training import HEAD_FORMAT, HEAD_META, HEAD_WEIGHTS, HEADS, predict_proba
-from dfa_bench.schema import CATEGORIES, CATEGORY_EXPLANATIONS, LABELS
+from dfa_bench.schema import CATEGORIES, LABELS
+from dfa_bench.templates import dfc_answer, dfd_answer
 
 # ------------------------------------------------------------------------------------------------ inference
 
@@ -81,19 +82,15 @@ class Probe:
 
 
 def dfd_response(p_forgery: float, polarity: str, threshold: float = 0.5) -> str:
-    """The benchmark's DF-D answer style for the probe's decision, respecting the question's polarity."""
-    forged = p_forgery >= threshold
-    says_yes = forged == (polarity == "forged")
-    verdict = "forged" if forged else "a bona fide, unmanipulated face"
-    return f"{'Yes' if says_yes else 'No'}. This face image is {verdict}."
+    """The bench's DF-D reference answer (templates.dfd_answer) for the probe's decision."""
+    return dfd_answer(polarity, "forgery" if p_forgery >= threshold else "bona_fide")
 
 
 def dfc_response(category: str, options: Sequence[dict]) -> str:
-    """The item's own option letter and text for `category`, as the reference answers are worded."""
-    option = next((o for o in options if o["category"] == category), None)
-    if option is None:
+    """The bench's DF-C reference answer (templates.dfc_answer) for `category`, one of the item's options."""
+    if not any(o["category"] == category for o in options):
         raise ValueError(f"the item offers no option for {category!r}")
-    return f"{option['letter']}. {option['text']}. {CATEGORY_EXPLANATIONS[category]}"
+    return dfc_answer(category)
 
 
 class DFAProbe(DFAAdapter):

@@ -52,29 +52,40 @@ def ad_question(record_id: str, seed: int) -> dict:
 
 
 def caption_item(record: dict, seed: int) -> dict:
-    """A stage-1 (alignment) caption: the category named first, then its explanation. Unlike the DF-C answer,
-    whose first token is an option letter found by matching the category against a shuffled list, and the
-    DF-D answer, whose "Yes"/"No" depends on the question's polarity, its first words follow from the image
-    alone: the direct signal a projector aligned with a frozen LM learns from (`dfa-gpt train --stage align`)."""
+    """A stage-1 (alignment) caption: a plain "what is this face?" question whose answer is the DF-C answer
+    (the category's name, then its explanation), with no options to read: its words follow from the image
+    alone, the direct signal a projector aligned with a frozen LM learns from (`dfa-gpt train --stage align`)."""
     question = stable_rng(seed, record["record_id"], "caption").choice(library()["caption"])
-    category = record["category"]
-    return {"question": question, "answer": f"{CATEGORY_NAMES[category]}. {CATEGORY_EXPLANATIONS[category]}"}
+    return {"question": question, "answer": dfc_answer(record["category"])}
+
+
+def dfd_answer(polarity: str, label: str) -> str:
+    """The DF-D reference answer to a question of `polarity` about a face of `label`: the verdict first, then
+    the yes/no it makes. The first answer word is what the image decides ("forged" / "bona fide"); a leading
+    "Yes"/"No" would be the image's verdict crossed with the question's polarity, a composition a model
+    trained on few images fails to learn (docs/dfa_gpt.md, "Learnability")."""
+    is_forgery = label == "forgery"
+    says_yes = is_forgery == (polarity == "forged")
+    verdict = "forged" if is_forgery else "a bona fide, unmanipulated face"
+    return f"This face image is {verdict}, so the answer is {'yes' if says_yes else 'no'}."
+
+
+def dfc_answer(category: str) -> str:
+    """The DF-C reference answer: the category's name and a one-sentence explanation (the paper's format).
+    The option letter is left out: it is the category looked up in a shuffled list, not something the image
+    shows, and parse_dfc reads the name."""
+    return f"{CATEGORY_NAMES[category]}. {CATEGORY_EXPLANATIONS[category]}"
 
 
 def dfd_item(record: dict, seed: int) -> dict:
     item = dfd_question(record["record_id"], seed)
-    is_forgery = record["label"] == "forgery"
-    says_yes = is_forgery == (item["polarity"] == "forged")
-    verdict = "forged" if is_forgery else "a bona fide, unmanipulated face"
-    answer = f"{'Yes' if says_yes else 'No'}. This face image is {verdict}."
+    answer = dfd_answer(item["polarity"], record["label"])
     return {"question": item["question"], "answer": answer, "polarity": item["polarity"]}
 
 
 def dfc_item(record: dict, seed: int) -> dict:
     item = dfc_question(record["record_id"], seed)
-    truth = next(o for o in item["options"] if o["category"] == record["category"])
-    answer = f"{truth['letter']}. {truth['text']}. {CATEGORY_EXPLANATIONS[record['category']]}"
-    return {"question": item["question"], "answer": answer, "options": item["options"]}
+    return {"question": item["question"], "answer": dfc_answer(record["category"]), "options": item["options"]}
 
 
 def ad_item(record: dict, seed: int) -> dict:

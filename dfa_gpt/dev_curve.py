@@ -26,7 +26,7 @@ from dfa_gpt.dev_eval import CHANCE, HIGHER_IS_BETTER, DevEvaluator, at_chance
 from dfa_gpt.encoding import IGNORE_INDEX
 
 CURVE_FILE, PLOT_FILE, BEST_DIR = "dev_curve.json", "dev_curve.png", "best"
-SHOWN = ("dfd_auc", "dfd_acer", "dfc_acc", "caption_acc", "dfd_first_token_loss", "dfc_first_token_loss")
+SHOWN = ("dfd_auc", "dfd_acer", "dfc_acc", "caption_acc", "dfd_first_token_loss", "dfc_answer_loss")
 
 
 class TokenLosses:
@@ -180,8 +180,8 @@ def plot_curve(
         values = [t.get(key, math.nan) for t in train]
         if train and any(not math.isnan(v) for v in values):
             bottom.plot(train_steps, [max(v, 1e-3) for v in values], "-", label=label, color=colour, lw=1)
-    for key, label, colour in (("dfd_first_token_loss", "dev DF-D first token (chance ln 2)", "tab:blue"),
-                               ("dfc_first_token_loss", "dev DF-C first token (chance ln 5)", "tab:orange")):  # fmt: skip
+    for key, label, colour in (("dfd_first_token_loss", "dev DF-D decision token (chance ln 2)", "tab:blue"),
+                               ("dfc_answer_loss", "dev DF-C answer choice (chance ln 5)", "tab:orange")):  # fmt: skip
         values = [p.get(key) for p in points]
         if any(v is not None for v in values):
             bottom.plot(steps, [math.nan if v is None else v for v in values], "o-", label=label, color=colour, ms=4)

@@ -1,13 +1,16 @@
-"""Dev evaluation while training: DF-D and DF-C scored from the first answer token's logits, no generation.
+"""Dev evaluation while training: DF-D and DF-C scored from logits, no generation.
 
-DF-D: P(yes) against P(no) at the decision position (as `dfa_hf` reads it) gives a forgery probability,
-hence AUC, and its 0.5 threshold gives ACC and ACER. DF-C: the option letters' scores at the same position
-pick the category. Both also give the first answer token's loss restricted to the candidate answers (chance:
-ln 2 for DF-D, ln 5 for DF-C), the token that carries the decision, apart from the text that follows it.
+Every item is scored against its candidate answers, the bench's reference answers for each possible truth
+(dfa_bench.templates: `dfd_answer`, `dfc_answer`), rendered and tokenized as training renders them.
+DF-D: the two answers (forged / bona fide) part at one token, the decision; its logits give P(forgery), hence
+AUC, and the 0.5 threshold ACC and ACER; one forward pass per batch, last position only. DF-C (and an align
+run's captions): the five category answers share first words ("Face ..."), so each is scored by its whole
+teacher-forced log-likelihood, and the likeliest names the category. Both give a loss over the candidates
+(chance: ln 2 for DF-D, ln 5 for DF-C): the decision apart from the text that follows it.
 
 Prompts are rendered with the processor's chat template exactly as training renders a user turn (the image
-first), so the figures read what `dfa-gpt train` teaches. One forward pass per batch, logits of the last
-position only: cheap enough to run every few hundred steps of a 7B run.
+first), so the figures read what `dfa-gpt train` teaches. Cheap enough to run every few hundred steps of a
+7B run.
 """
 
 from __future__ import annotations
@@ -21,18 +24,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from dfa_bench.adapters.first_token import LETTERS, forgery_probability
+from dfa_bench.adapters.first_token import parting_point, two_way_probability
 from dfa_bench.bench import read_bench
 from dfa_bench.imaging import load_rgb
 from dfa_bench.metrics import auc_ci95, dfc_metrics, dfd_metrics
-from dfa_bench.schema import CATEGORIES, CATEGORY_EXPLANATIONS, CATEGORY_NAMES, label_of
-from dfa_bench.templates import caption_item
+from dfa_bench.schema import CATEGORIES, label_of
+from dfa_bench.templates import caption_item, dfc_answer, dfd_answer
 from dfa_gpt.encoding import image_token_count, render
 
 CHANCE = {"dfd_auc": 0.5, "dfc_acc": 1 / len(CATEGORIES), "caption_acc": 1 / len(CATEGORIES)}
 # the figures a dev point carries; the keys `--keep-best` accepts (the Trainer prefixes them with eval_)
 HIGHER_IS_BETTER = {"dfd_auc": True, "dfd_acc": True, "dfd_acer": False, "dfc_acc": True, "caption_acc": True,
-                    "dfd_first_token_loss": False, "dfc_first_token_loss": False}  # fmt: skip
+                    "dfd_first_token_loss": False, "dfc_answer_loss": False}  # fmt: skip
 
 
 @dataclass
@@ -72,11 +75,12 @@ def bench_dev_items(bench_dir: Path | str, *, limit: int | None = None, captions
 
 
 class DevEvaluator:
-    """Scores a model on dev items from one forward pass per batch. Prompts and pixels are prepared once."""
+    """Scores a model on dev items: DF-D at its decision token, DF-C and captions by their candidates'
+    likelihoods. Prompts, candidate sequences and pixels are prepared once."""
 
     def __init__(self, items: list[DevItem], processor: Any, *, batch_size: int = 16) -> None:
-        self.items = [item for item in items if item.task in ("dfd", "dfc")]
-        self.captions = [item for item in items if item.task == "caption"]
+        self.items = [item for item in items if item.task == "dfd"]
+        self.choices = [item for item in items if item.task in ("dfc", "caption")]
         self.batch_size = batch_size
         self.processor, tokenizer = processor, processor.tokenizer
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -84,7 +88,7 @@ class DevEvaluator:
         self.input_ids: list[list[int]] = []
         self.pixel_index: list[Path] = []
         self.pixels: dict[Path, torch.Tensor] = {}
-        self.candidates: list[list[int]] = []  # per item: the decision token id of each answer (yes/no, A-E)
+        self.candidates: list[list[int]] = []  # per DF-D item: the decision token of [forgery, bona fide]
         for item in items:
             if item.image not in self.pixels:
                 image = load_rgb(item.image, what=f"dev image for {item.question_id}")
@@ -95,23 +99,26 @@ class DevEvaluator:
             self.input_ids.append(prefix)
             self.candidates.append(decision)
             self.pixel_index.append(item.image)
-        # captions: each category's full answer, tokenized as training tokenizes it
-        self.caption_answers = [f"{CATEGORY_NAMES[c]}. {CATEGORY_EXPLANATIONS[c]}" for c in CATEGORIES]
-        self.caption_sequences = [self.tokenized(item, self.caption_answers)[0] for item in self.captions]
+        # DF-C and captions: each category's full answer (the same text for both), tokenized as training does,
+        # with where the answer starts
+        self.choice_answers = [dfc_answer(c) for c in CATEGORIES]
+        self.choice_sequences: list[tuple[list[list[int]], int]] = []
+        prompt_length: dict[str, int] = {}
+        for item in self.choices:
+            if item.question not in prompt_length:  # the prompt: what an empty answer's rendering shares
+                prompt_length[item.question] = self.tokenized(item, ["", self.choice_answers[0]])[1]
+            self.choice_sequences.append((self.tokenized(item, self.choice_answers)[0], prompt_length[item.question]))
 
     def decision_point(self, item: DevItem) -> tuple[list[int], list[int]]:
-        """(the tokens before the decision, each candidate answer's decision token).
+        """(the tokens before the decision, the decision token of the forgery and the bona fide answer).
 
-        Each candidate answer ("Yes." / "No."; "A." ... "E.") is rendered after the question with the chat template
-        and tokenized as training tokenizes it (dfa_gpt.encoding): the candidates' common token prefix is the
-        prompt plus whatever the answers share (a template's leading space that a BPE keeps apart, for one),
-        and the next token, where they part, is the decision. So the figures read the token training teaches,
-        whatever the template and tokenizer."""
-        answers = ["Yes.", "No."] if item.task == "dfd" else [f"{letter}." for letter in LETTERS]
-        sequences, common = self.tokenized(item, answers)
-        decision = [seq[common] if len(seq) > common else -1 for seq in sequences]
-        if -1 in decision or len(set(decision)) != len(decision):
-            raise ValueError(f"{item.question_id}: the answers {answers} do not part at one token with this tokenizer")
+        Both reference answers are rendered after the question with the chat template and tokenized as
+        training tokenizes them (dfa_gpt.encoding): their common token prefix is the prompt plus whatever the
+        answers share ("This face image is"), and the next token, where they part, is the decision. So the
+        figures read the token training teaches, whatever the template and tokenizer."""
+        answers = [dfd_answer(item.polarity or "forged", label) for label in ("forgery", "bona_fide")]
+        sequences, _ = self.tokenized(item, answers)
+        common, decision = parting_point(sequences, f"{item.question_id}: the answers {answers}")
         return sequences[0][:common], decision
 
     def tokenized(self, item: DevItem, answers: list[str]) -> tuple[list[list[int]], int]:
@@ -129,38 +136,39 @@ class DevEvaluator:
             common += 1
         return sequences, common
 
-    def caption_log_likelihoods(self, model: Any) -> torch.Tensor:
-        """[captions, 5]: each category's answer log-likelihood per caption item (teacher forced, summed over
-        the tokens after the prompt); one forward of the five answers per image."""
+    def choice_log_likelihoods(self, model: Any) -> torch.Tensor:
+        """[DF-C and caption items, 5]: each category's answer log-likelihood per item (teacher forced, summed
+        over the answer's tokens), in batches of whole items."""
         device = model.get_input_embeddings().weight.device
         dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
-        prompt_length = {}
+        per_batch = max(1, self.batch_size // len(CATEGORIES))
         rows = []
         was_training = model.training
         model.eval()
         try:
             with torch.inference_mode():
-                for item, sequences in zip(self.captions, self.caption_sequences):
-                    if item.question not in prompt_length:  # the prompt: what an empty answer's rendering shares
-                        prompt_length[item.question] = self.tokenized(item, ["", self.caption_answers[0]])[1]
-                    start = prompt_length[item.question] - 1  # logits at t predict token t + 1
+                for first in range(0, len(self.choices), per_batch):
+                    batch = list(zip(self.choices, self.choice_sequences))[first : first + per_batch]
+                    sequences = [seq for _, (seqs, _) in batch for seq in seqs]
                     longest = max(map(len, sequences))
                     input_ids = torch.full((len(sequences), longest), self.pad_id, dtype=torch.long)
                     mask = torch.zeros_like(input_ids)
                     for row, seq in enumerate(sequences):
                         input_ids[row, : len(seq)], mask[row, : len(seq)] = torch.tensor(seq), 1
-                    pixels = self.pixels[item.image].unsqueeze(0).expand(len(sequences), -1, -1, -1)
+                    pixels = torch.stack([self.pixels[item.image] for item, (seqs, _) in batch for _ in seqs])
                     out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                                 pixel_values=pixels.to(device, dtype=dtype), use_cache=False)  # fmt: skip
                     log_p = out.logits[:, :-1].float().log_softmax(-1).cpu()
                     picked = log_p.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1) * mask[:, 1:]
-                    rows.append(picked[:, start:].sum(-1))
+                    starts = torch.tensor([start - 1 for _, (seqs, start) in batch for _ in seqs])  # t predicts t + 1
+                    after = torch.arange(picked.shape[1]).unsqueeze(0) >= starts.unsqueeze(1)
+                    rows.append((picked * after).sum(-1).view(len(batch), len(CATEGORIES)))
         finally:
             model.train(was_training)
-        return torch.stack(rows) if rows else torch.empty(0, len(CATEGORIES))
+        return torch.cat(rows) if rows else torch.empty(0, len(CATEGORIES))
 
     def logits(self, model: Any) -> torch.Tensor:
-        """[items, vocab] float32 logits at each item's decision position, batch by batch (left-padded)."""
+        """[DF-D items, vocab] float32 logits at each item's decision position, batch by batch (left-padded)."""
         device = model.get_input_embeddings().weight.device
         dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
         rows = []
@@ -188,58 +196,42 @@ class DevEvaluator:
                     rows.append(out.logits[:, -1].float().cpu())
         finally:
             model.train(was_training)
-        return torch.cat(rows)
+        return torch.cat(rows) if rows else torch.empty(0, 0)
 
     def evaluate(self, model: Any) -> dict[str, Any]:
-        figures = self.score(self.logits(model)) if self.items else {}
-        if self.captions:  # an align run: does the frozen LM name each held-out image's category?
-            scores = self.caption_log_likelihoods(model)
-            truth = [item.category for item in self.captions]
-            predicted = [CATEGORIES[int(i)] for i in scores.argmax(-1)]
-            metrics = dfc_metrics(truth, predicted, resamples=200)
-            figures.update(caption_acc=metrics["acc"], caption_acc_ci95=metrics["ci95"].get("acc"),
-                           caption_n=len(self.captions))  # fmt: skip
-        return figures
+        return self.score(self.logits(model), self.choice_log_likelihoods(model))
 
-    def score(self, logits: torch.Tensor) -> dict[str, Any]:
-        """Dev figures from decision-position logits (one row per item, in item order)."""
-        dfd = [(i, it) for i, it in enumerate(self.items) if it.task == "dfd"]
-        dfc = [(i, it) for i, it in enumerate(self.items) if it.task == "dfc"]
+    def score(self, logits: torch.Tensor, choice_scores: torch.Tensor) -> dict[str, Any]:
+        """Dev figures from the DF-D items' decision-position logits and the DF-C / caption items' candidate
+        log-likelihoods (one row per item, in item order)."""
         out: dict[str, Any] = {}
-        if dfd:
-            p_yes = [
-                float(torch.sigmoid(logits[i, self.candidates[i][0]] - logits[i, self.candidates[i][1]]))
-                for i, _ in dfd
-            ]
-            scores = [forgery_probability(p, it.polarity) for p, (_, it) in zip(p_yes, dfd)]
-            truth = [label_of(it.category) for _, it in dfd]
+        if self.items:
+            forged = torch.tensor([c[0] for c in self.candidates])
+            scores = two_way_probability(logits, forged, torch.tensor([c[1] for c in self.candidates])).tolist()
+            truth = [label_of(it.category) for it in self.items]
             predicted = ["forgery" if s > 0.5 else "bona_fide" for s in scores]
             metrics = dfd_metrics(truth, predicted, scores, resamples=200)
-            says_yes = [(t == "forgery") == (it.polarity == "forged") for t, (_, it) in zip(truth, dfd)]
-            nll = [-math.log(max(p if y else 1 - p, 1e-12)) for p, y in zip(p_yes, says_yes)]
+            nll = [-math.log(max(s if t == "forgery" else 1 - s, 1e-12)) for s, t in zip(scores, truth)]
             auc_ci = (
                 auc_ci95([t == "forgery" for t in truth], scores, resamples=200) if metrics["auc"] is not None else None
             )
             out.update(
                 dfd_auc=metrics["auc"], dfd_auc_ci95=auc_ci, dfd_acc=metrics["acc"], dfd_acer=metrics["acer"],
-                dfd_first_token_loss=float(np.mean(nll)), dfd_p_yes_std=float(np.std(p_yes)),
-                dfd_constant=len(set(predicted)) == 1, dfd_n=len(dfd),
+                dfd_first_token_loss=float(np.mean(nll)), dfd_p_forgery_std=float(np.std(scores)),
+                dfd_constant=len(set(predicted)) == 1, dfd_n=len(self.items),
             )  # fmt: skip
-        if dfc:
-            truth, predicted, nll = [], [], []
-            for i, item in dfc:
-                scores = logits[i, self.candidates[i]]
-                log_p = torch.log_softmax(scores, -1)
-                letters = {o["letter"]: o["category"] for o in item.options or []}
-                truth.append(item.category)
-                predicted.append(letters.get(LETTERS[int(scores.argmax())], "unparseable"))
-                true_letter = next(letter for letter, c in letters.items() if c == item.category)
-                nll.append(float(-log_p[LETTERS.index(true_letter)]))
+        for task, key in (("dfc", "dfc_acc"), ("caption", "caption_acc")):
+            picked = [(row, it) for row, it in enumerate(self.choices) if it.task == task]
+            if not picked:
+                continue
+            log_p = choice_scores[[row for row, _ in picked]].log_softmax(-1)
+            truth = [it.category for _, it in picked]
+            predicted = [CATEGORIES[int(i)] for i in log_p.argmax(-1)]
             metrics = dfc_metrics(truth, predicted, resamples=200)
-            out.update(
-                dfc_acc=metrics["acc"], dfc_acc_ci95=metrics["ci95"].get("acc"),
-                dfc_first_token_loss=float(np.mean(nll)), dfc_n=len(dfc),
-            )  # fmt: skip
+            out.update({key: metrics["acc"], f"{key}_ci95": metrics["ci95"].get("acc"), f"{task}_n": len(picked)})
+            if task == "dfc":
+                truth_index = torch.tensor([CATEGORIES.index(c) for c in truth])
+                out["dfc_answer_loss"] = float(-log_p[torch.arange(len(picked)), truth_index].mean())
         return out
 
 

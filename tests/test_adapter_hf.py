@@ -60,7 +60,8 @@ def test_loads_through_auto_class_and_answers(adapter):
     assert isinstance(adapter.model, LlavaForConditionalGeneration)
     assert adapter.batch_size == 3 and adapter.model.dtype == torch.float32 and adapter.tokenizer.padding_side == "left"
     assert adapter.fingerprint == {"adapter": "dfa_hf", "pretrained": adapter.pretrained, "dtype": "float32",
-                                   "max_new_tokens": None, "system_prompt": None, "dfd_probability": True}  # fmt: skip
+                                   "max_new_tokens": None, "system_prompt": None, "dfd_probability": True,
+                                   "dfd_decision": "yes_no"}  # fmt: skip
     answers = adapter.answer(make_queries("dfc")[:3])
     assert len(answers) == 3
     for answer in answers:
@@ -92,6 +93,37 @@ def test_dfd_score_is_the_yes_share_of_the_first_token(adapter):
         probs = adapter.model(**batch).logits[0, -1].softmax(-1)
     p_yes, p_no = probs[adapter.yes_ids].sum(), probs[adapter.no_ids].sum()
     assert answer.score == pytest.approx(float(p_yes / (p_yes + p_no)), abs=1e-5)
+
+
+def test_reference_answer_reading_is_the_decision_token_where_the_reference_answers_part(checkpoint):
+    """dfd_decision=reference_answer (DFA-GPT's): P(forgery) is read after the reference answers' shared words
+    ("This face image is"), from a forward of that prefix alone; batching changes nothing."""
+    from dfa_bench.adapters.first_token import parting_point
+    from dfa_bench.templates import dfd_answer
+
+    adapter = DFAHF.create_from_arg_string(
+        f"pretrained={checkpoint},dtype=float32,device=cpu,dfd_decision=reference_answer", {"batch_size": 3}
+    )
+    assert adapter.fingerprint["dfd_decision"] == "reference_answer"
+    queries = make_queries(prompts=PROMPTS[:3])
+    for query, polarity in zip(queries, ("forged", "authentic", "forged")):
+        query.doc["polarity"] = polarity
+    batched = [a.score for a in adapter.answer(queries)]
+    assert all(0 < s < 1 for s in batched) and len(set(batched)) > 1
+    for query, score in zip(queries, batched):
+        messages = adapter.build_messages(query)
+        texts = [adapter.processor.apply_chat_template(
+            [*messages, {"role": "assistant", "content": [{"type": "text", "text": dfd_answer(query.doc["polarity"], label)}]}],
+            tokenize=False) for label in ("forgery", "bona_fide")]  # fmt: skip
+        encoded = [adapter.processor(text=[t], images=[list(query.images)], return_tensors="pt") for t in texts]
+        common, (forged, bona) = parting_point([e["input_ids"][0].tolist() for e in encoded])
+        assert adapter.tokenizer.decode(encoded[0]["input_ids"][0][:common]).endswith("This face image is")
+        with torch.inference_mode():
+            logits = adapter.model(input_ids=encoded[0]["input_ids"][:, :common],
+                                   pixel_values=encoded[0]["pixel_values"]).logits[0, -1]  # fmt: skip
+        assert score == pytest.approx(float(torch.sigmoid(logits[forged] - logits[bona])), abs=1e-5)
+    with pytest.raises(AdapterConfigError, match="dfd_decision"):
+        DFAHF.create_from_arg_string(f"pretrained={checkpoint},dtype=float32,device=cpu,dfd_decision=first", {})
 
 
 def test_yes_no_ids_drop_a_shared_space_piece(adapter):

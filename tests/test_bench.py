@@ -78,7 +78,7 @@ def test_content_errors_name_file_line_and_field(bench_dir, edit, line, field, m
 
 def test_checksum_mismatch_is_reported(bench_dir):
     path = bench_dir / "questions.jsonl"
-    path.write_text(path.read_text().replace("Yes", "No", 1))
+    path.write_text(path.read_text().replace("This face image is", "This face image was", 1))
     with pytest.raises(ValidationError, match="sha256 mismatch") as info:
         read_bench(bench_dir)
     assert info.value.path == str(path)

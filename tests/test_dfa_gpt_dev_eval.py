@@ -13,7 +13,7 @@ from dfa_gpt_fixtures import make_training_data
 from dfa_bench.schema import CATEGORIES
 from dfa_bench.tiny_models import build_tiny_llava
 from dfa_gpt.dev_curve import TokenLosses
-from dfa_gpt.dev_eval import LETTERS, DevEvaluator, DevItem, at_chance, bench_dev_items
+from dfa_gpt.dev_eval import DevEvaluator, DevItem, at_chance, bench_dev_items
 from dfa_gpt.encoding import IGNORE_INDEX
 from dfa_gpt.planted import build_planted_set
 from dfa_gpt.recipe import Recipe
@@ -50,28 +50,52 @@ def test_bench_dev_items_reads_dfd_and_dfc_and_samples_each_task(setup):
     assert len({i.category for i in sample if i.task == "dfd"}) > 1  # a sample, not the first items
 
 
-def test_score_reads_yes_no_and_letters_from_logits(setup):
+def test_score_reads_the_decision_token_and_the_likeliest_answer(setup):
     _, base, planted = setup
     processor = _processor(base)
     items = bench_dev_items(planted["dev"])
     evaluator = DevEvaluator(items, processor)
-    logits = torch.zeros(len(items), len(processor.tokenizer))
-    for row, item in enumerate(items):  # an oracle: the right answer's decision token gets the highest logit
-        if item.task == "dfd":
-            says_yes = (item.category != "bona_fide") == (item.polarity == "forged")
-            logits[row, evaluator.candidates[row][0 if says_yes else 1]] = 5.0
-        else:
-            letter = next(o["letter"] for o in item.options if o["category"] == item.category)
-            logits[row, evaluator.candidates[row][LETTERS.index(letter)]] = 5.0
-    perfect = evaluator.score(logits)
+    assert len(evaluator.items) == len(evaluator.choices) == 10
+    logits = torch.zeros(len(evaluator.items), len(processor.tokenizer))
+    for row, item in enumerate(evaluator.items):  # an oracle: the right answer's decision token is the likeliest
+        logits[row, evaluator.candidates[row][0 if item.category != "bona_fide" else 1]] = 5.0
+    choices = torch.zeros(len(evaluator.choices), len(CATEGORIES))
+    for row, item in enumerate(evaluator.choices):
+        choices[row, CATEGORIES.index(item.category)] = 5.0
+    perfect = evaluator.score(logits, choices)
     assert perfect["dfd_auc"] == 1.0 and perfect["dfc_acc"] == 1.0 and perfect["dfd_acer"] == 0.0
-    assert perfect["dfd_first_token_loss"] < 0.01 and perfect["dfc_first_token_loss"] < 0.05
+    assert perfect["dfd_first_token_loss"] < 0.01 and perfect["dfc_answer_loss"] < 0.05
     assert at_chance(perfect) == []
-    blind = evaluator.score(torch.zeros(len(items), len(processor.tokenizer)))  # the same answer for every image
+    blind = evaluator.score(torch.zeros_like(logits), torch.zeros_like(choices))  # one answer for every image
     assert blind["dfd_auc"] == 0.5 and blind["dfd_constant"]
     assert blind["dfd_first_token_loss"] == pytest.approx(math.log(2), abs=1e-4)
-    assert blind["dfc_first_token_loss"] == pytest.approx(math.log(5), abs=1e-4)
+    assert blind["dfc_answer_loss"] == pytest.approx(math.log(5), abs=1e-4)
     assert at_chance(blind) == ["DF-D AUC", "DF-C ACC"]
+
+
+def test_choice_scores_are_each_answers_likelihood_and_batching_changes_nothing(setup):
+    """A DF-C item's five scores are the summed log-probabilities of each category's reference answer after
+    the prompt, as a plain forward of that one sequence gives them, whatever the batch size."""
+    from transformers import AutoModelForImageTextToText
+
+    from dfa_bench.templates import dfc_answer
+
+    _, base, planted = setup
+    processor = _processor(base)
+    model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch.float32)
+    items = [i for i in bench_dev_items(planted["dev"], limit=3) if i.task == "dfc"]
+    batched = DevEvaluator(items, processor, batch_size=16).choice_log_likelihoods(model)
+    alone = DevEvaluator(items, processor, batch_size=1).choice_log_likelihoods(model)
+    assert batched.shape == (3, 5) and torch.allclose(batched, alone, atol=1e-4)
+    evaluator = DevEvaluator(items[:1], processor)
+    (sequences, start) = evaluator.choice_sequences[0]
+    answer = sequences[2]
+    assert processor.tokenizer.decode(answer[start:]).strip().startswith(dfc_answer(CATEGORIES[2])[:10])
+    pixels = evaluator.pixels[items[0].image].unsqueeze(0)
+    with torch.no_grad():
+        log_p = model(input_ids=torch.tensor([answer]), pixel_values=pixels).logits[0].log_softmax(-1)
+    expected = sum(float(log_p[t - 1, answer[t]]) for t in range(start, len(answer)))
+    assert float(batched[0, 2]) == pytest.approx(expected, abs=1e-3)
 
 
 def test_logits_equal_one_item_at_a_time(setup):
@@ -84,7 +108,7 @@ def test_logits_equal_one_item_at_a_time(setup):
     items = bench_dev_items(planted["dev"], limit=3)
     batched = DevEvaluator(items, processor, batch_size=6).logits(model)
     alone = DevEvaluator(items, processor, batch_size=1).logits(model)
-    assert batched.shape == (6, len(processor.tokenizer))
+    assert batched.shape == (3, len(processor.tokenizer))
     assert torch.allclose(batched, alone, atol=1e-4)
     assert not model.training
 
@@ -137,16 +161,16 @@ def test_dev_bench_problems_fail_before_training(setup, tmp_path):
 
 
 def test_the_decision_token_is_where_the_answers_part(setup):
-    """The tiny tokenizer keeps the Vicuna template's space before the answer apart ("ASSISTANT:" " " "Yes"):
-    the decision is read after that shared space, at the token that tells "Yes." from "No."."""
+    """The two DF-D reference answers share "This face image is": the decision is read after it, at the token
+    that tells "forged" from "a bona fide ..."."""
     _, base, planted = setup
     processor = _processor(base)
     item = next(i for i in bench_dev_items(planted["dev"]) if i.task == "dfd")
     evaluator = DevEvaluator([item], processor)
-    prefix, (yes, no) = evaluator.input_ids[0], evaluator.candidates[0]
+    prefix, (forged, bona) = evaluator.input_ids[0], evaluator.candidates[0]
     tokenizer = processor.tokenizer
-    assert tokenizer.decode(prefix).endswith("ASSISTANT: ") or tokenizer.decode(prefix).endswith("ASSISTANT:")
-    assert tokenizer.decode([yes]).strip()[0] == "Y" and tokenizer.decode([no]).strip()[0] == "N"
+    assert tokenizer.decode(prefix).endswith("ASSISTANT: This face image is")
+    assert tokenizer.decode([forged]).strip().startswith("f") and tokenizer.decode([bona]).strip() == "a"
     image_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
     assert prefix.count(image_id) == 25  # expanded as the processor expands it (30 px, 6 px patches)
 
@@ -206,24 +230,15 @@ def test_a_resumed_run_continues_its_dev_curve(setup, tmp_path):
     assert [p["step"] for p in json.loads((output / "dev_curve.json").read_text())["points"]] == [0, 2, 4, 5]
 
 
-def test_captions_are_scored_by_each_category_answers_likelihood(setup):
+def test_captions_are_scored_as_dfc_answers_are(setup):
     from transformers import AutoModelForImageTextToText
 
     _, base, planted = setup
     processor = _processor(base)
     items = [i for i in bench_dev_items(planted["dev"], captions=True) if i.task == "caption"]
     assert len(items) == 10 and {i.category for i in items} == set(CATEGORIES)
-    evaluator = DevEvaluator(items[:2], processor)
+    evaluator = DevEvaluator(items[:2], processor)  # scored as DF-C items are: the same five answers
+    assert evaluator.choices == items[:2] and evaluator.items == []
     model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch.float32)
-    scores = evaluator.caption_log_likelihoods(model)
-    assert scores.shape == (2, 5) and torch.isfinite(scores).all()
-    # the first caption's third answer, scored alone: the sum of its answer tokens' log-probabilities
-    sequence = evaluator.caption_sequences[0][2]
-    prompt = evaluator.tokenized(items[0], ["", evaluator.caption_answers[0]])[1]
-    with torch.no_grad():
-        log_p = model(input_ids=torch.tensor([sequence]), pixel_values=evaluator.pixels[items[0].image][None]).logits
-    log_p = log_p[0, :-1].log_softmax(-1)
-    alone = sum(float(log_p[t - 1, sequence[t]]) for t in range(prompt, len(sequence)))
-    assert float(scores[0, 2]) == pytest.approx(alone, abs=1e-3)
     figures = evaluator.evaluate(model)
     assert figures["caption_n"] == 2 and 0 <= figures["caption_acc"] <= 1 and "dfd_auc" not in figures
