@@ -7,6 +7,7 @@ Multi-GPU and multi-node runs go through accelerate (docs/dfa_gpt.md has the exa
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -300,12 +301,18 @@ def guard_command(
     lora_alpha: Annotated[int, Opt(help="LoRA alpha.")] = 32,
     lr: Annotated[float, Opt("--lr", help="Learning rate of the LoRA weights.")] = 1e-3,
     projector_lr: Annotated[float, Opt(help="Learning rate of the projector.")] = 1e-3,
-    projector_init: Annotated[str, Opt(help="base | standardize.")] = "standardize",
+    projector_init: Annotated[
+        str, Opt(help="base | standardize (stage 1's start, or stage 2's without it).")
+    ] = "standardize",
+    align_epochs: Annotated[float, Opt(help="Stage 1 epochs: the projector alone on the captions (0: none).")] = 10.0,
+    align_projector_lr: Annotated[float, Opt(help="Stage 1's projector learning rate.")] = 3e-2,
     bf16: Annotated[bool, Opt(help="bfloat16 weights and autocast (off: float32).")] = False,
     cpu: Annotated[bool, Opt(help="Train on the CPU even when a GPU is present.")] = False,
+    blind: Annotated[bool, Opt(help="The control: the image zeroed at the projector's input (must fail).")] = False,
 ) -> None:
     """Can this base and recipe learn what only the image says? Trains on a planted-cue set (the category is a
-    colour in two corners) and checks held-out DF-C ACC >= 0.90 and DF-D AUC >= 0.95; exit 1 when it fails."""
+    colour in two corners), in two stages as LLaVA does, and checks held-out DF-C ACC >= 0.90 and DF-D AUC >= 0.95;
+    exit 1 when it fails."""
     from dfa_gpt.guard import run_guard
 
     try:
@@ -314,7 +321,13 @@ def guard_command(
             learning_rate=lr, projector_lr=projector_lr, projector_init=projector_init, bf16=bf16,
             gradient_checkpointing=False, dataloader_workers=0, save_steps=10**9, eval_steps=0,
         )  # fmt: skip
-        result = run_guard(base, output, recipe, per_category=per_category, heldout_per_category=per_category // 2,
+        align = (
+            replace(recipe, stage="align", epochs=align_epochs, projector_lr=align_projector_lr)
+            if align_epochs
+            else None
+        )
+        result = run_guard(base, output, recipe, align=align, blind=blind, per_category=per_category,
+                           heldout_per_category=per_category // 2,
                            image_size=image_size, **({"use_cpu": True} if cpu else {}))  # fmt: skip
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc), 1)

@@ -10,27 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from transformers import TrainerCallback
 
 from dfa_bench.imaging import load_rgb
 from dfa_bench.io import iter_jsonl
 from dfa_bench.tiny_models import build_tiny_llava
 from dfa_gpt.guard import THRESHOLDS, run_guard
 from dfa_gpt.planted import COLOURS, build_planted_set
-from dfa_gpt.projector import projector_of
 from dfa_gpt.recipe import Recipe
 
 RECIPE = dict(
     bf16=False, epochs=2, per_device_batch_size=8, save_steps=10_000, dataloader_workers=0, lora_rank=8,
     lora_alpha=16, learning_rate=3e-3, projector_lr=3e-3, gradient_checkpointing=False, eval_steps=0,
 )  # fmt: skip
-
-
-class Blind(TrainerCallback):
-    """Zeroes the projector's input in every forward from the first step on: a model blind to its image."""
-
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        projector_of(model).register_forward_pre_hook(lambda module, inputs: (torch.zeros_like(inputs[0]),))
 
 
 def test_the_planted_cue_decides_the_category_for_any_classifier(tmp_path):
@@ -70,7 +61,7 @@ def test_the_planted_cue_decides_the_category_for_any_classifier(tmp_path):
 def test_the_guard_fails_a_model_blind_to_its_image(tmp_path):
     base = build_tiny_llava(tmp_path / "base", image_size=32, patch_size=8, initializer_range=0.2)
     result = run_guard(str(base), tmp_path / "guard", Recipe(**RECIPE), per_category=4, heldout_per_category=4,
-                       image_size=32, callbacks=[Blind()], use_cpu=True)  # fmt: skip
+                       image_size=32, blind=True, use_cpu=True)  # fmt: skip
     assert not result.passed
     assert result.figures["dfc_acc"] < THRESHOLDS["dfc_acc"] and result.figures["dfd_auc"] < THRESHOLDS["dfd_auc"]
     # blind from the first step, the run says its figures are at chance
