@@ -145,7 +145,7 @@ def main() -> None:
     step = statistics.median(times[1:])
     evals = [p["seconds"] for p in curve.points]
     per_eval = statistics.median(evals[1:] or evals)
-    items = len(dev.items)
+    items = len(dev.items) + len(dev.choices)  # DF-D at the decision token; DF-C by five answers each
     default = Recipe().eval_steps
     print(f"stage 2 (finetune from that projector: LoRA r{finetune.lora_rank} + projector): {args.steps} steps, "
           f"median step {step:.3f} s, peak memory {peak:.1f} GiB")  # fmt: skip
