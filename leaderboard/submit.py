@@ -439,11 +439,14 @@ def _answer_hashes(entry: dict) -> set[str]:
 
 
 def _same_run(entry: dict, existing: list[dict], *, replacing: str | None) -> str | None:
-    """The name of an existing entry made from the very same samples files, if any."""
+    """The name of an existing entry made from the very same samples files by the same model, if any. Two
+    models with different weights may write the same answers (short answers, a barely trained model): the
+    model's identity (its weights' hashes, as run.json records them) tells them apart."""
     mine = _answer_hashes(entry)
     for other in existing:
         if other["model"] != replacing and mine and _answer_hashes(other) == mine:
-            return other["model"]
+            if entry.get("model_identity") == other.get("model_identity"):
+                return other["model"]
     return None
 
 

@@ -57,6 +57,7 @@ class FakeOpenAI:
         self.reply = reply
         self.fault_for, self.delay = fault_for, delay
         self.active = self.max_active = 0
+        self.gather = 0  # > 0: each chat answer waits until this many are in flight (at most 2 s)
         self.polls_before_done, self.batch_status = polls_before_done, batch_status
         self.line_faults = list(line_faults or [])
         self.calls: list[dict] = []  # chat completions
@@ -64,7 +65,7 @@ class FakeOpenAI:
         self.files: dict[str, bytes] = {}
         self.uploads: list[str] = []  # ids of uploaded files, in order
         self.batches: dict[str, dict] = {}
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -104,6 +105,11 @@ class FakeOpenAI:
                         fault = fake.faults.pop(0) if fake.faults else "ok"
                     fake.active += 1
                     fake.max_active = max(fake.max_active, fake.active)
+                    fake.lock.notify_all()
+                    if (
+                        fake.gather
+                    ):  # wait (a while) until that many answers are in flight: overlap, even on a busy machine
+                        fake.lock.wait_for(lambda: fake.active >= fake.gather, timeout=2.0)
                 try:
                     self._answer_chat(body, fault)
                 finally:

@@ -113,7 +113,7 @@ def test_configuration_errors_raise(server, monkeypatch):
 
 
 def test_concurrency_is_bounded(server):
-    server.delay = 0.1
+    server.delay, server.gather = 0.1, 3
     answers = _adapter(server, concurrency=3).answer([_query("ad", n) for n in range(9)])
     assert all(a.error is None for a in answers) and len(server.calls) == 9
     assert server.max_active == 3  # side by side, but never more than asked

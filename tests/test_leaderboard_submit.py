@@ -445,3 +445,16 @@ def test_a_task_answered_only_with_the_abstain_marker_shows_as_missing(bench_dir
     assert entry["group"] == "vision-only" and entry["model"] == "dfa_probe"  # defaults from the adapter
     row = next(line for line in render([entry], "md").splitlines() if line.startswith("| dfa\\_probe"))  # escaped
     assert row.rstrip(" |").endswith("| -")
+
+
+def test_another_model_with_the_same_answers_is_its_own_entry(board):
+    """Two models (other weights) may write the very same answers, as barely trained ones do: the model's
+    identity in run.json tells them apart, so the second is an entry of its own."""
+    board_dir, output, _ = board
+    submit(output, board_dir, model_name="first")
+    run = json.loads((output / "run.json").read_text())
+    run["model_identity"] = {"pretrained": {"path": "/elsewhere", "weights_sha256": "0" * 64}}
+    (output / "run.json").write_text(json.dumps(run))
+    entry, _ = submit(output, board_dir, model_name="second")
+    assert entry["model_identity"]["pretrained"]["weights_sha256"] == "0" * 64
+    _rejected(board_dir, output, "already on the leaderboard as 'second' \\(identical files\\)", model_name="third")
