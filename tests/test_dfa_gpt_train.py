@@ -147,8 +147,13 @@ def test_the_run_answers_through_dfa_llava_and_dfa_gpt_and_merges(setup, trained
     for name, adapter in {
         "base": DFALlava.create_from_arg_string(f"pretrained={base},{ARGS}"),
         "dfa_gpt": DFAGPT.create_from_arg_string(f"pretrained={run_dir},{ARGS}"),
-        "dfa_llava": DFALlava.create_from_arg_string(f"pretrained={base},lora={run_dir},merge_lora=false,{ARGS}"),
-        "merged": DFALlava.create_from_arg_string(f"pretrained={merge(run_dir, tmp_path / 'merged')},{ARGS}"),
+        # dfa_gpt reads P(forgery) where the reference answers part; dfa_llava does so when asked
+        "dfa_llava": DFALlava.create_from_arg_string(
+            f"pretrained={base},lora={run_dir},merge_lora=false,dfd_decision=reference_answer,{ARGS}"
+        ),
+        "merged": DFALlava.create_from_arg_string(
+            f"pretrained={merge(run_dir, tmp_path / 'merged')},dfd_decision=reference_answer,{ARGS}"
+        ),
     }.items():
         answers[name] = [(a.response, a.score) for a in answer_in_batches(adapter, queries, 2)]
     assert answers["dfa_gpt"] != answers["base"]  # training changed what the model says
