@@ -3,8 +3,9 @@
 Trains on a planted-cue set (dfa_gpt.planted: the category is a colour in two corners), in LLaVA's two stages
 when an align recipe is given (stage 1: the projector alone on the set's captions, LM frozen; stage 2: LoRA and
 projector on its DF-D and DF-C pairs, from stage 1's projector), scores its held-out split from logits
-(dfa_gpt.dev_eval), and passes when DF-C ACC and DF-D AUC clear thresholds that no image-blind model can reach. `dfa-gpt guard --base B` runs it; tests/test_dfa_gpt_guard.py runs it on
-DFA-GPT-mini's architecture and on a tiny CLIP-tower LLaVA, and checks that a blinded model fails it.
+(dfa_gpt.dev_eval), and passes when DF-C ACC and DF-D AUC clear thresholds that no image-blind model can
+reach. `dfa-gpt guard --base B` runs it; tests/test_dfa_gpt_guard.py runs it on DFA-GPT-mini's architecture
+and on LLaVA-1.5's (`mini-base --tower clip-random`), and checks that a blinded model fails it.
 """
 
 from __future__ import annotations
