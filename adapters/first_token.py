@@ -78,3 +78,24 @@ def two_way_probability(logits: torch.Tensor, first_ids: torch.Tensor, second_id
     rows = torch.arange(logits.shape[0])
     logits = logits.float()
     return torch.sigmoid(logits[rows, first_ids] - logits[rows, second_ids])
+
+
+def next_token_logits(model: Any, sequences: list[list[int]], pad_id: int, **inputs: Any) -> torch.Tensor:
+    """[len(sequences), vocab] float32 logits (on the CPU) of the token after each sequence: one forward,
+    left-padded, positions numbered as generate() numbers them. `inputs` (pixel_values ...) go to the model on
+    its input device. The caller picks train/eval mode and grad; this only reads."""
+    device = model.get_input_embeddings().weight.device
+    longest = max(map(len, sequences))
+    input_ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    for row, seq in enumerate(sequences):
+        input_ids[row, longest - len(seq) :], mask[row, longest - len(seq) :] = torch.tensor(seq), 1
+    out = model(
+        input_ids=input_ids.to(device),
+        attention_mask=mask.to(device),
+        position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device),
+        logits_to_keep=1,
+        use_cache=False,
+        **{key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in inputs.items()},
+    )
+    return out.logits[:, -1].float().cpu()

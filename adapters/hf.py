@@ -35,6 +35,7 @@ from dfa_bench.adapters.first_token import (  # noqa: F401  (answer_token_ids: p
     answer_token_ids,
     first_token_ids,
     forgery_probability,
+    next_token_logits,
     parting_point,
     two_way_probability,
     yes_probability,
@@ -313,18 +314,10 @@ class DFAHF(DFAAdapter):
             prefixes.append(pair[0][:common])
             forged.append(forged_id)
             bona.append(bona_id)
-        longest = max(map(len, prefixes))
-        input_ids = torch.full((len(prefixes), longest), self.pad_id, dtype=torch.long)
-        mask = torch.zeros_like(input_ids)
-        for row, prefix in enumerate(prefixes):  # left-padded, positions numbered as generate() numbers them
-            input_ids[row, longest - len(prefix) :], mask[row, longest - len(prefix) :] = torch.tensor(prefix), 1
         extra = {key: value[::2] for key, value in encoded.items() if key not in ("input_ids", "attention_mask")}
-        device = self.input_device
         with torch.inference_mode():
-            out = self.model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                             position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device), logits_to_keep=1,
-                             use_cache=False, **extra)  # fmt: skip
-        p_forgery = two_way_probability(out.logits[:, -1].cpu(), torch.tensor(forged), torch.tensor(bona))
+            logits = next_token_logits(self.model, prefixes, self.pad_id, **extra)
+        p_forgery = two_way_probability(logits, torch.tensor(forged), torch.tensor(bona))
         return {i: float(p) for i, p in zip(picked, p_forgery.tolist())}
 
     # -------------------------------------------------------------------------------- helpers

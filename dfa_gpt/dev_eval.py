@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dfa_bench.adapters.first_token import parting_point, two_way_probability
+from dfa_bench.adapters.first_token import next_token_logits, parting_point, two_way_probability
 from dfa_bench.bench import read_bench
 from dfa_bench.imaging import load_rgb
 from dfa_bench.metrics import auc_ci95, dfc_metrics, dfd_metrics
@@ -169,7 +169,6 @@ class DevEvaluator:
 
     def logits(self, model: Any) -> torch.Tensor:
         """[DF-D items, vocab] float32 logits at each item's decision position, batch by batch (left-padded)."""
-        device = model.get_input_embeddings().weight.device
         dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
         rows = []
         was_training = model.training
@@ -178,22 +177,8 @@ class DevEvaluator:
             with torch.inference_mode():
                 for start in range(0, len(self.items), self.batch_size):
                     ids = self.input_ids[start : start + self.batch_size]
-                    longest = max(map(len, ids))
-                    input_ids = torch.full((len(ids), longest), self.pad_id, dtype=torch.long)
-                    mask = torch.zeros((len(ids), longest), dtype=torch.long)
-                    for row, seq in enumerate(ids):
-                        input_ids[row, longest - len(seq) :] = torch.tensor(seq)
-                        mask[row, longest - len(seq) :] = 1
                     pixel_values = torch.stack([self.pixels[p] for p in self.pixel_index[start : start + len(ids)]])
-                    out = model(
-                        input_ids=input_ids.to(device),
-                        attention_mask=mask.to(device),
-                        position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device),  # as generate() numbers them
-                        pixel_values=pixel_values.to(device, dtype=dtype),
-                        logits_to_keep=1,
-                        use_cache=False,
-                    )
-                    rows.append(out.logits[:, -1].float().cpu())
+                    rows.append(next_token_logits(model, ids, self.pad_id, pixel_values=pixel_values.to(dtype=dtype)))
         finally:
             model.train(was_training)
         return torch.cat(rows) if rows else torch.empty(0, 0)
