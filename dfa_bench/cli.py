@@ -269,11 +269,17 @@ def tasks_path_command() -> None:
 
 
 def _print_summary(summary: dict, output: Path) -> None:
+    """The build's records per split and category (with the forgeries that have an AD reference), then what
+    was dropped and why."""
     from tabulate import tabulate
 
-    rows = [[split, summary["records"][split], *(summary["categories"][split].get(c, 0) for c in _CATEGORY_COLUMNS)]
+    rows = [[split, summary["records"][split], *(summary["categories"][split].get(c, 0) for c in _CATEGORY_COLUMNS),
+             summary.get("ad_references", {}).get(split, {}).get("with", "-")]
             for split in summary["records"]]  # fmt: skip
-    typer.echo(tabulate(rows, headers=["split", "records", "real", "FS", "FR", "FE", "EFS"], tablefmt="github"))
+    headers = ["split", "records", "real", "FS", "FR", "FE", "EFS", "forgeries with AD reference"]
+    typer.echo(tabulate(rows, headers=headers, tablefmt="github"))
+    dropped = summary.get("dropped", {})
+    typer.echo(f"inputs dropped: {sum(dropped.values())} {dropped or ''}")
     typer.echo(f"QA pairs (train): {summary['qa_pairs']}")
     typer.echo(f"free conversations: {summary['free_conversations']}")
     reported = sum(summary["reported"].values())
@@ -329,8 +335,15 @@ def data_build(
     dev: Annotated[float, typer.Option(help="Dev share.")] = 0.1,
     seed: Annotated[int, typer.Option(help="Seeds the identity split and the question templates.")] = 0,
     name: Annotated[str, typer.Option(help="Bench name for the manifests.")] = "dfa-bench",
+    max_dropped: Annotated[
+        float, typer.Option(help="Fail when a larger share of the inputs is refused (no face, unreadable ...).")
+    ] = 0.25,
 ) -> None:
-    """Build DFA-Instruct training JSON and dev/test benches from DF-40 JSON or a CSV manifest."""
+    """Build DFA-Instruct training JSON and dev/test benches from DF-40 JSON or a CSV manifest.
+
+    Forgeries get their AD reference from the source (a `description`), from the offline annotator (a region
+    mask from a `source` pair) or from --annotator openai; one with none keeps its DF-D and DF-C items. The
+    build fails (exit 1, outputs kept) when a split lacks a class or more than --max-dropped was refused."""
     from itertools import chain
 
     from dfa_bench.instruct import pipeline
@@ -376,12 +389,16 @@ def data_build(
     elif annotator != "none":
         _fail(f"unknown annotator {annotator!r}; use none or openai")
     options = pipeline.FinishOptions(
-        ratios={"train": train, "dev": dev, "test": round(1 - train - dev, 6)}, seed=seed, name=name
-    )
+        ratios={"train": train, "dev": dev, "test": round(1 - train - dev, 6)}, seed=seed, name=name,
+        max_dropped=max_dropped,
+    )  # fmt: skip
     try:
         summary = pipeline.finish_build(
             output, annotator=record_annotator, options=options, conversation_generator=conversations
         )
+    except pipeline.UnusableBuild as exc:
+        _print_summary(json.loads((output / "build_summary.json").read_text(encoding="utf-8")), output)
+        _fail(str(exc), 1)
     except (ValidationError, ValueError) as exc:
         _fail(str(exc))
     _print_summary(summary, output)

@@ -22,7 +22,7 @@ from dfa_bench.environment import model_identity, package_versions
 from dfa_bench.io import write_json, write_jsonl
 from dfa_bench.lmms_task import BENCH_ENV, METRICS
 from dfa_bench.responses import merge_rank_files, read_responses
-from dfa_bench.schema import ValidationError
+from dfa_bench.schema import TASKS, ValidationError
 from dfa_bench.scoring import score_predictions
 
 TASK_PREFIX = "dfa_bench_"
@@ -285,6 +285,25 @@ def check_eval_inputs(output: Path, model_args: str, limit: int | None, batch_si
     parse_model_args(model_args)
 
 
+def tasks_on_bench(tasks: str, present: set[str]) -> str:
+    """The lmms-eval tasks to run on a bench whose items have the tasks `present`. A bench built without AD
+    references has no AD items, and lmms-eval fails on a task with no documents: there the `dfa_bench` group
+    becomes its subtasks that have items. A subtask named on its own with no items is refused."""
+    if set(TASKS) <= present:
+        return tasks
+    run = []
+    for name in (t.strip() for t in tasks.split(",") if t.strip()):
+        task = name.removeprefix("dfa_bench_")
+        if name == "dfa_bench":
+            run += [f"dfa_bench_{t}" for t in TASKS if t in present]
+        elif task in TASKS and task not in present:
+            raise ValidationError(f"the bench has no {task} items (its forgeries have no AD reference), so {name} "
+                                  "cannot run")  # fmt: skip
+        else:
+            run.append(name)
+    return ",".join(dict.fromkeys(run))
+
+
 def run_eval(
     model: str,
     bench_dir: Path,
@@ -308,6 +327,7 @@ def run_eval(
     allowed_count, allowed_fraction = parse_max_failures(max_failures)
     bench = read_bench(bench_dir)
     os.environ[BENCH_ENV] = str(bench_dir)
+    run_tasks = tasks_on_bench(tasks, {item["task"] for item in bench.items})
     given_args = parse_model_args(model_args)
     responses_path = Path(given_args.get("response_cache") or output / RESPONSES_FILE)
     dfa_adapter = uses_dfa_adapter(model)
@@ -315,7 +335,7 @@ def run_eval(
         # DFA adapters append every answer here as it arrives; re-running the command resumes from it
         model_args = ",".join(filter(None, [model_args, f"response_cache={responses_path.resolve()}"]))
     lmms_dir = output / "lmms_eval"
-    argv = lmms_eval_argv(model, model_args, tasks, lmms_dir, limit=limit, batch_size=batch_size, seed=seed)
+    argv = lmms_eval_argv(model, model_args, run_tasks, lmms_dir, limit=limit, batch_size=batch_size, seed=seed)
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     launcher = ["accelerate", "launch", "--num_processes", str(world_size), "--multi_gpu", "-m", "lmms_eval"]
     command = shlex.join([*(launcher if world_size > 1 else ["lmms-eval"]), *argv])
@@ -333,7 +353,7 @@ def run_eval(
     try:
         with _InfoLog():
             results, answers_by_task = _simple_evaluate(
-                model, model_args, tasks, lmms_dir, limit=limit, batch_size=batch_size, seed=seed
+                model, model_args, run_tasks, lmms_dir, limit=limit, batch_size=batch_size, seed=seed
             )
         if results is None:
             return None

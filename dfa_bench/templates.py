@@ -93,7 +93,7 @@ def ad_item(record: dict, seed: int) -> dict:
 
 
 def question_items(record: dict, seed: int, image: str) -> list[dict]:
-    """All question items for one validated record: dfd and dfc always, ad for forgeries."""
+    """All question items for one validated record: dfd and dfc always, ad for forgeries with a reference."""
     common = {
         "record_id": record["record_id"],
         "image": image,
@@ -103,7 +103,7 @@ def question_items(record: dict, seed: int, image: str) -> list[dict]:
         "identity": record["identity"],
     }
     builders = {"dfd": dfd_item, "dfc": dfc_item}
-    if record["label"] == "forgery":
+    if record["label"] == "forgery" and record["artifact_description"]:
         builders["ad"] = ad_item
     return [
         {"question_id": f"{record['record_id']}:{task}", "task": task, **common, **build(record, seed)}

@@ -123,7 +123,7 @@ GOOD = {"record_id": "r1", "image": "images/face_000000.png", "label": "forgery"
     [
         ([{**GOOD, "label": "fake"}], 1, "label", "unknown label"),
         ([{**GOOD, "category": "swap"}], 1, "category", "unknown category"),
-        ([{**GOOD, "artifact_description": ""}], 1, "artifact_description", "non-empty"),
+        ([{**GOOD, "artifact_description": ["not", "text"]}], 1, "artifact_description", "expected a string"),
         ([GOOD, GOOD], 2, "record_id", "duplicate record_id"),
         ([{**GOOD, "image": "images/nope.png"}], 1, "image", "image not found"),
     ],
@@ -133,6 +133,14 @@ def test_build_rejects_bad_records(synthetic_source, tmp_path, rows, line, field
         build_bench(_records(tmp_path, rows), synthetic_source, tmp_path / "bench", seed=0)
     assert (info.value.line, info.value.field) == (line, field)
     assert not (tmp_path / "bench").exists()  # nothing half-built left behind
+
+
+def test_a_forgery_without_a_description_has_no_ad_item(synthetic_source, tmp_path):
+    rows = [GOOD, {**GOOD, "record_id": "r2", "artifact_description": "  "}]
+    bench = build_bench(_records(tmp_path, rows), synthetic_source, tmp_path / "bench", seed=0)
+    tasks = {(i["record_id"], i["task"]) for i in bench.items}
+    assert tasks == {("r1", "dfd"), ("r1", "dfc"), ("r1", "ad"), ("r2", "dfd"), ("r2", "dfc")}
+    assert read_bench(tmp_path / "bench").manifest["counts"]["tasks"] == {"dfd": 2, "dfc": 2, "ad": 1}
 
 
 def test_failed_rebuild_keeps_the_previous_bench(synthetic_source, tmp_path):

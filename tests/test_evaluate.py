@@ -132,3 +132,13 @@ def test_answers_missing_from_the_cache_are_reported(tmp_path):
     rows = [{"question_id": q, "response": "Yes", "score": None} for q in ("q1", "q2", "q3")]
     failures = _merge_adapter_responses(rows, cache, "sha")
     assert failures.unlogged == 2 and [row["score"] for row in rows] == [0.9, None, None]
+
+
+def test_a_bench_without_ad_items_runs_the_tasks_it_has():
+    from dfa_bench.evaluate import tasks_on_bench
+
+    assert tasks_on_bench("dfa_bench", {"dfd", "dfc", "ad"}) == "dfa_bench"  # the group, as lmms-eval reports it
+    assert tasks_on_bench("dfa_bench", {"dfd", "dfc"}) == "dfa_bench_dfd,dfa_bench_dfc"
+    assert tasks_on_bench("dfa_bench_dfc,dfa_bench", {"dfd", "dfc"}) == "dfa_bench_dfc,dfa_bench_dfd"
+    with pytest.raises(ValidationError, match="no ad items"):
+        tasks_on_bench("dfa_bench_ad", {"dfd", "dfc"})

@@ -28,6 +28,7 @@ def _face(variant: int) -> Image.Image:
     return Image.fromarray(np.clip(tint, 0, 255).astype(np.uint8))
 
 
+RATIOS = {"train": 0.6, "dev": 0.2, "test": 0.2}
 CLEAN_VARIANTS = (0, 1, 2, 3, 4, 5, 6, 8, 9, 10)  # MTCNN sees a second, false face in variant 7
 
 
@@ -49,7 +50,8 @@ def source(tmp_path_factory) -> Path:
     rows = []
     categories = ["bona_fide", "face_swapping", "face_reenactment", "face_editing", "entire_face_synthesis"]
     for i in range(10):
-        category = categories[i % 5]
+        # every identity has a bona fide face and a forgery, so any split of them holds both labels
+        category = "bona_fide" if i % 2 == 0 else categories[(i // 2) % 4 + 1]
         name = f"face{i}.png"
         _face(CLEAN_VARIANTS[i]).save(root / name)
         label = "bona_fide" if category == "bona_fide" else "forgery"
@@ -141,21 +143,24 @@ def test_finish_writes_outputs_and_keeps_identities_disjoint(source, tmp_path):
     pipeline.align_sources(_jobs(source), out, workers=0)
     journal = [r for _, r in iter_jsonl(out / pipeline.JOURNAL)]
     failing = next(r["record_id"] for r in journal if r["category"] == "face_editing")
-    options = pipeline.FinishOptions(ratios={"train": 0.6, "dev": 0.2, "test": 0.2}, seed=3, name="t")
+    options = pipeline.FinishOptions(RATIOS, seed=3, name="t")
     summary = pipeline.finish_build(out, annotator=FakeAnnotator({failing}), options=options)
 
     split_file = json.loads((out / "split.json").read_text())
     where = {i: s for s, ids in split_file["identities"].items() for i in ids}
     assert where["id1"] == where["id4"]  # linked by related_identities
     records = {s: [r for _, r in iter_jsonl(out / f"records/{s}.jsonl")] for s in pipeline.SPLITS}
-    assert sum(map(len, records.values())) == 12  # one forgery dropped: its annotation failed
+    assert sum(map(len, records.values())) == 13  # the forgery whose annotation failed is kept, without AD
     assert all(where[r["identity"]] == s for s, rows in records.items() for r in rows)
     assert _report(out)[Path(next(r["job"] for r in journal if r["record_id"] == failing)).name] == "refused"
     assert summary["free_conversations"].startswith("skipped")
     assert summary["reported"] == {"align": 4, "annotate": 1}
+    assert summary["dropped"] == {"align: no face found": 1, "align: unreadable image": 1,
+                                  "align: 2 faces found, expected one": 1, "align: unreadable video": 1}  # fmt: skip
+    assert sum(s["without"] for s in summary["ad_references"].values()) == 1
 
     train = json.loads((out / "instruct/dfa_instruct_merged.json").read_text())
-    n_train_forgeries = sum(r["label"] == "forgery" for r in records["train"])
+    n_train_forgeries = sum(r["label"] == "forgery" and r["artifact_description"] != "" for r in records["train"])
     assert len(train) == 2 * len(records["train"]) + n_train_forgeries
     assert summary["qa_pairs"]["merged"] == len(train)
     assert all(e["conversations"][0]["value"].startswith("<image>\n") for e in train)
@@ -169,7 +174,7 @@ def test_finish_writes_outputs_and_keeps_identities_disjoint(source, tmp_path):
 def test_a_failed_finish_leaves_the_previous_outputs_intact(source, tmp_path):
     out = tmp_path / "build"
     pipeline.align_sources(_jobs(source)[:10], out, workers=0)
-    pipeline.finish_build(out, annotator=FakeAnnotator(), options=pipeline.FinishOptions(seed=1))
+    pipeline.finish_build(out, annotator=FakeAnnotator(), options=pipeline.FinishOptions(RATIOS, seed=2))
     before = {p: p.read_bytes() for p in (out / "records").iterdir()}
 
     class Exploding(pipeline.Annotator):
@@ -177,7 +182,7 @@ def test_a_failed_finish_leaves_the_previous_outputs_intact(source, tmp_path):
             raise RuntimeError("annotator crashed")
 
     with pytest.raises(RuntimeError):
-        pipeline.finish_build(out, annotator=Exploding(), options=pipeline.FinishOptions(seed=1))
+        pipeline.finish_build(out, annotator=Exploding(), options=pipeline.FinishOptions(RATIOS, seed=2))
     assert {p: p.read_bytes() for p in (out / "records").iterdir()} == before
     assert not [p for p in out.rglob("*.tmp")]
 
@@ -185,7 +190,7 @@ def test_a_failed_finish_leaves_the_previous_outputs_intact(source, tmp_path):
 def test_training_image_leak_is_caught(source, tmp_path):
     out = tmp_path / "build"
     pipeline.align_sources(_jobs(source)[:10], out, workers=0)
-    pipeline.finish_build(out, annotator=FakeAnnotator(), options=pipeline.FinishOptions(seed=1))
+    pipeline.finish_build(out, annotator=FakeAnnotator(), options=pipeline.FinishOptions(RATIOS, seed=2))
     train = next(r for _, r in iter_jsonl(out / "records/train.jsonl"))
     held_out = next(r for s in pipeline.HELD_OUT for _, r in iter_jsonl(out / f"records/{s}.jsonl"))
     (out / held_out["image"]).write_bytes((out / train["image"]).read_bytes())
@@ -225,7 +230,7 @@ def test_cli_build_with_gpt_batch_annotation_and_free_conversations(source, tmp_
     try:
         args = ["data", "build", "--output", str(out), "--manifest", str(source / "manifest.csv"), "--workers", "0",
                 "--annotator", "openai", "--base-url", server.url, "--batch", "--poll-interval", "0.01",
-                "--free-conversations", "--train", "0.6", "--dev", "0.2"]  # fmt: skip
+                "--free-conversations", "--train", "0.6", "--dev", "0.2", "--seed", "2", "--max-dropped", "0.5"]  # fmt: skip
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output
         assert server.requests_to("POST", "/batches") == 1  # one batch for all forgeries, not one per chunk

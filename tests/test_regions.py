@@ -45,3 +45,19 @@ def test_bad_masks_and_kinds_are_errors():
         covered_regions(np.ones((10, 20), bool))
     with pytest.raises(KeyError, match="sparkles"):
         describe_artifacts(np.ones((SIZE, SIZE), bool), "sparkles")
+
+
+def test_a_source_pair_difference_is_the_changed_region():
+    from dfa_bench.instruct.regions import covered_regions, difference_mask
+
+    rng = np.random.default_rng(0)
+    source = rng.integers(0, 256, (112, 112, 3), dtype=np.uint8)
+    noisy = np.clip(source.astype(int) + rng.integers(-6, 7, source.shape), 0, 255).astype(np.uint8)
+    assert difference_mask(noisy, source) is None  # compression-level noise is no manipulation
+    forged = noisy.copy()
+    forged[70:95, 30:82] = (200, 40, 40)  # the mouth repainted
+    mask = difference_mask(forged, source)
+    assert mask is not None and 0.8 < mask[70:95, 30:82].mean() and mask[:50].mean() < 0.01
+    assert covered_regions(mask)[0] == "Mouth and lips"
+    with pytest.raises(ValueError, match="differ in shape"):
+        difference_mask(forged[:100], source)

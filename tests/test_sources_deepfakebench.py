@@ -56,3 +56,16 @@ def test_malformed_json_names_the_file(tmp_path):
     path.write_text("{")
     with pytest.raises(ValidationError, match="broken.json"):
         read_deepfakebench_json(path, tmp_path)
+
+
+def test_a_video_entry_may_carry_a_description(tmp_path):
+    fake = {"label": "FF-DF", "frames": _frames(tmp_path, "000_003", 2), "description": " 1. Face boundary: a seam. "}
+    real = {"label": "FF-real", "frames": _frames(tmp_path, "000", 1), "description": "ignored for bona fide"}
+    data = {"ff": {"FF-DF": {"test": {"000_003": fake}}, "FF-real": {"test": {"000": real}}}}
+    (tmp_path / "ff.json").write_text(json.dumps(data))
+    entries, _ = read_deepfakebench_json(tmp_path / "ff.json", tmp_path)
+    assert [e.description for e in entries] == ["1. Face boundary: a seam."] * 2 + [""]
+    fake["description"] = ["not", "text"]
+    (tmp_path / "ff.json").write_text(json.dumps(data))
+    with pytest.raises(ValidationError, match="description is not a string"):
+        read_deepfakebench_json(tmp_path / "ff.json", tmp_path)

@@ -36,3 +36,16 @@ def test_missing_columns_are_reported(tmp_path):
     (tmp_path / "m.csv").write_text("path,label\nx.png,bona_fide\n")
     items, problems = read_manifest(tmp_path / "m.csv")
     assert items == [] and "missing columns ['category', 'technique', 'identity']" in problems[0]
+
+
+def test_a_description_column_gives_forgeries_their_ad_reference(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "m.csv").write_text(
+        "path,label,category,technique,identity,description\n"
+        'a.png,forgery,face_swapping,simswap,p1,"1. Eyes: mismatched gaze.\n2. Mouth: blurred teeth."\n'
+        "a.png,forgery,face_editing,stargan,p1,\n"
+        "a.png,bona_fide,bona_fide,,p1,looks fine\n"
+    )
+    items, problems = read_manifest(tmp_path / "m.csv")
+    assert [i.description for i in items] == ["1. Eyes: mismatched gaze.\n2. Mouth: blurred teeth.", ""]
+    assert len(problems) == 1 and problems[0].endswith("bona fide faces have none")

@@ -22,6 +22,7 @@ class AlignedFace:
     landmarks: np.ndarray | None = None  # the five detected points in the input image
     confidence: float | None = None
     n_faces: int = 0
+    input_size: tuple[int, int] | None = None  # (width, height) of the image the landmarks are in
 
 
 def similarity_to_template(points: np.ndarray, size: int) -> np.ndarray:
@@ -55,7 +56,21 @@ class FaceAligner:
         aligned = image.transform(
             (self.size, self.size), Image.Transform.AFFINE, data=tuple(inverse[:2].ravel()), resample=Image.BICUBIC
         )
-        return AlignedFace("ok", aligned, landmarks, confidence, n_faces)
+        return AlignedFace("ok", aligned, landmarks, confidence, n_faces, image.size)
+
+    def warp_like(self, image, face: AlignedFace):
+        """Another image of the same frame (a forgery's bona fide source) warped by `face`'s transform, so the
+        two crops match pixel for pixel; an image of another size is first resized to the aligned input's."""
+        from PIL import Image
+
+        matrix = similarity_to_template(np.asarray(face.landmarks, dtype=float), self.size)
+        inverse = np.linalg.inv(matrix)
+        image = image.convert("RGB")
+        if face.input_size and image.size != face.input_size:
+            image = image.resize(face.input_size, Image.BICUBIC)
+        return image.transform(
+            (self.size, self.size), Image.Transform.AFFINE, data=tuple(inverse[:2].ravel()), resample=Image.BICUBIC
+        )
 
     def align(self, image) -> AlignedFace:
         """Detect faces in an RGB PIL image and align the single confident one."""

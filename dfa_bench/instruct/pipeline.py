@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
+from dfa_bench.instruct.regions import PAIR_ARTIFACT_KIND
 from dfa_bench.instruct.split import check_disjoint, identities_of, plan_split
 from dfa_bench.io import AppendLog, atomic_open, atomic_write_bytes, iter_jsonl, write_json, write_json_array
 from dfa_bench.schema import ValidationError, label_of, validate_record
@@ -40,6 +42,12 @@ REPORT = "build_report.jsonl"
 SPLITS = ("train", "dev", "test")
 HELD_OUT = ("dev", "test")
 ABILITIES = ("dfd", "dfc", "ad", "fc")
+DEFAULT_MAX_DROPPED = 0.25
+DROPPING_STAGES = ("source", "align")  # where an input is refused before it becomes a record
+
+
+class UnusableBuild(ValidationError):
+    """A build that finished but whose benches cannot be used (build_problems): everything is written."""
 
 
 class BuildReport(AppendLog):
@@ -83,6 +91,7 @@ class AlignJob:
     source: str | None = None  # the bona fide source image of a FS/FR/FE forgery
     split: str | None = None  # preassigned split (DeepfakeBench JSONs name one)
     is_video: bool = False
+    description: str = ""  # the forgery's artifact description from the source (e.g. a person's), if any
 
 
 @dataclass
@@ -91,6 +100,7 @@ class AlignOutcome:
     png: bytes | None = None
     reason: str | None = None  # why there is no face crop
     frame: int | None = None
+    mask: bytes | None = None  # PNG of where the forgery differs from its aligned bona fide source
 
 
 _ALIGNER = None
@@ -106,12 +116,32 @@ def _init_worker(size: int, threads: int) -> None:
     _ALIGNER = FaceAligner(size=size)
 
 
-def _align_one(image, key: str, frame: int | None = None) -> AlignOutcome:
+def _align_one(image, key: str, frame: int | None = None, source: str | None = None) -> AlignOutcome:
     face = _ALIGNER.align(image)
     if face.status != "ok":
         why = "no face found" if face.status == "no_face" else f"{face.n_faces} faces found, expected one"
         return AlignOutcome(key, reason=why, frame=frame)
-    return AlignOutcome(key, png_bytes(face.image), frame=frame)
+    return AlignOutcome(key, png_bytes(face.image), frame=frame, mask=_source_pair_mask(face, source))
+
+
+def _source_pair_mask(face, source: str | None) -> bytes | None:
+    """The region mask of a FS/FR/FE forgery made from the bona fide image `source`: the source warped by the
+    forgery's own alignment and compared pixel by pixel (regions.difference_mask). None without a usable
+    source: the record then simply has no offline AD reference."""
+    if source is None:
+        return None
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from dfa_bench.instruct.regions import difference_mask
+
+    try:
+        with Image.open(source) as image:
+            warped = _ALIGNER.warp_like(image, face)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None
+    mask = difference_mask(np.asarray(face.image), np.asarray(warped))
+    return None if mask is None else png_bytes(Image.fromarray(np.uint8(mask) * 255))
 
 
 def align_job(job: AlignJob, every: int, max_frames: int | None) -> tuple[str, list[AlignOutcome]]:
@@ -139,7 +169,7 @@ def _align_outcomes(job: AlignJob, every: int, max_frames: int | None) -> list[A
     try:
         with Image.open(job.path) as image:
             image.load()
-            return [_align_one(image, job.key)]
+            return [_align_one(image, job.key, source=job.source if job.category in PAIR_ARTIFACT_KIND else None)]
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         return [AlignOutcome(job.key, reason=f"unreadable image: {type(exc).__name__}: {exc}")]
 
@@ -238,11 +268,16 @@ def align_sources(
                 record_id = record_id_for(outcome.key, job.category)
                 image = f"images/{record_id}.png"
                 atomic_write_bytes(out / image, outcome.png)  # the image exists before the journal names it
+                extra = {}
+                if outcome.mask is not None and job.label == "forgery":
+                    extra = {"mask": f"masks/{record_id}.png", "artifact_kind": PAIR_ARTIFACT_KIND[job.category]}
+                    atomic_write_bytes(out / extra["mask"], outcome.mask)
                 journal.append(
                     {"job": job.key, "record_id": record_id, "image": image, "label": job.label,
                      "category": job.category, "technique": job.technique, "identity": job.identity,
                      "related_identities": list(job.related_identities), "source": job.source, "split": job.split,
-                     "frame": outcome.frame, "artifact_description": ""}
+                     "frame": outcome.frame, "artifact_description": job.description if job.label == "forgery" else "",
+                     **extra}
                 )  # fmt: skip
                 counts["records"] += 1
             if not outcomes:  # a video with no decodable frame
@@ -258,7 +293,8 @@ def jobs_from_manifest(items) -> Iterator[AlignJob]:
     """AlignJobs from `dfa_bench.instruct.sources.manifest.SourceItem`s."""
     for item in items:
         yield AlignJob(str(item.path), str(item.path), item.label, item.category, item.technique, item.identity,
-                       item.related_identities, str(item.source) if item.source else None, None, item.is_video)  # fmt: skip
+                       item.related_identities, str(item.source) if item.source else None, None, item.is_video,
+                       item.description)  # fmt: skip
 
 
 def jobs_from_deepfakebench(entries) -> Iterator[AlignJob]:
@@ -272,7 +308,7 @@ def jobs_from_deepfakebench(entries) -> Iterator[AlignJob]:
         related = tuple(rest[:1]) if rest and rest[0].isdigit() and first.isdigit() else ()
         split = {"val": "dev"}.get(entry.split, entry.split) or None
         yield AlignJob(str(entry.path), str(entry.path), label_of(category), category, entry.technique, first,
-                       related, None, split)  # fmt: skip
+                       related, None, split, description=entry.description)  # fmt: skip
 
 
 # -- stage 2 and 3: split, annotate, QA, outputs ---------------------------------------------------------
@@ -294,7 +330,11 @@ class Annotator:
 
 
 class MaskAnnotator(Annotator):
-    """The offline, deterministic annotator: regions under the known mask + the generator's artifact kind."""
+    """The offline, deterministic annotator: regions under the known mask + the generator's artifact kind.
+
+    The mask is the generator's (DFA-Bench-mini) or the difference from the forgery's aligned bona fide source
+    (a manifest's `source` column). A forgery with neither is left undescribed, not failed: it keeps its DF-D
+    and DF-C items and has no AD item."""
 
     name = "offline-mask"
 
@@ -307,7 +347,6 @@ class MaskAnnotator(Annotator):
         texts, failures = {}, {}
         for record in records:
             if not record.get("mask") or not record.get("artifact_kind"):
-                failures[record["record_id"]] = "no manipulation mask or artifact kind known for this forgery"
                 continue
             try:
                 with Image.open(root / record["mask"]) as mask:
@@ -356,6 +395,7 @@ class FinishOptions:
     name: str = "dfa-bench"
     version: str = "0"
     chunk: int = 256  # records per annotation / conversation request batch
+    max_dropped: float = DEFAULT_MAX_DROPPED  # the build fails when a larger share of its inputs was refused
 
 
 def _chunks(rows: Iterable[dict], n: int) -> Iterator[list[dict]]:
@@ -416,25 +456,27 @@ class _open_all:
             manager.__exit__(*exc)
 
 
-def _annotate_split(out: Path, split: str, annotator: Annotator | None, report: BuildReport, chunk: int) -> Counter:
+def _annotate_split(out: Path, split: str, annotator: Annotator, report: BuildReport, chunk: int) -> Counter:
+    """records/{split}.jsonl: every aligned record, forgeries described where the source gave no text and the
+    annotator can. A forgery left without a description (none given, none derivable, or the annotator failed
+    on it: reported) is kept: DF-D and DF-C do not need one. Returns counts per category, and `ad_reference` /
+    `no_ad_reference` over the forgeries."""
     counts = Counter()
 
     def annotated() -> Iterator[dict]:
         for rows in _chunks((r for _, r in iter_jsonl(out / f"work/{split}.jsonl")), chunk):
             needing = [r for r in rows if r["label"] == "forgery" and not r.get("artifact_description")]
-            texts, failures = annotator.describe(needing, out) if (needing and annotator) else ({}, {})
-            needing_ids = {r["record_id"] for r in needing}
+            texts, failures = annotator.describe(needing, out) if needing else ({}, {})
             for row in rows:
                 rid = row["record_id"]
                 if rid in texts:
                     row["artifact_description"] = texts[rid]
-                elif rid in needing_ids:
-                    reason = failures.get(rid) or "no annotator configured for forgeries without a description"
-                    report.add(row.get("job", rid), "annotate", reason)
-                    counts["dropped"] += 1
-                    continue
+                elif rid in failures:
+                    report.add(row.get("job", rid), "annotate", failures[rid])
                 validate_record(row, path=str(out / f"work/{split}.jsonl"))
                 counts[row["category"]] += 1
+                if row["label"] == "forgery":
+                    counts["ad_reference" if row.get("artifact_description") else "no_ad_reference"] += 1
                 yield row
 
     with atomic_open(out / f"records/{split}.jsonl") as handle:
@@ -513,16 +555,18 @@ def finish_build(
     if not (out / JOURNAL).exists():
         raise ValidationError("no aligned records yet (run the align stage first)", path=str(out / JOURNAL))
     _split_records(out, options)
-    if annotator is not None:
-        annotator.prepare(
-            (r for split in SPLITS for _, r in iter_jsonl(out / f"work/{split}.jsonl")
-             if r["label"] == "forgery" and not r.get("artifact_description")),
-            out,
-        )  # fmt: skip
-    categories = {}
+    annotator = annotator or MaskAnnotator()
+    annotator.prepare(
+        (r for split in SPLITS for _, r in iter_jsonl(out / f"work/{split}.jsonl")
+         if r["label"] == "forgery" and not r.get("artifact_description")),
+        out,
+    )  # fmt: skip
+    categories, ad_references = {}, {}
     with BuildReport(out / REPORT) as report:
         for split in SPLITS:
-            categories[split] = dict(_annotate_split(out, split, annotator, report, options.chunk))
+            counts = _annotate_split(out, split, annotator, report, options.chunk)
+            ad_references[split] = {"with": counts.pop("ad_reference", 0), "without": counts.pop("no_ad_reference", 0)}
+            categories[split] = dict(counts)
         check_splits_do_not_leak(out)
         qa_pairs = _conversations(out, options, conversation_generator, report)
     benches = {}
@@ -534,24 +578,65 @@ def finish_build(
             "manifest_sha256": bench.manifest_sha256,
             **bench.manifest["counts"],
         }
-    reported = Counter(row["stage"] for _, row in iter_jsonl(out / REPORT)) if (out / REPORT).exists() else {}
+    report_rows = [row for _, row in iter_jsonl(out / REPORT)] if (out / REPORT).exists() else []
+    records = {s: sum(categories[s].values()) for s in SPLITS}
     summary = {
         "name": options.name,
         "version": options.version,
         "seed": options.seed,
-        "annotator": annotator.name if annotator else None,
+        "annotator": annotator.name,
         "free_conversations": "generated" if conversation_generator is not None
         else "skipped: offline build (no LLM configured)",
-        "records": {s: sum(n for k, n in categories[s].items() if k != "dropped") for s in SPLITS},
+        "records": records,
         "categories": categories,
+        "ad_references": ad_references,
         "qa_pairs": qa_pairs,
         "benches": benches,
-        "reported": dict(reported),
+        "reported": dict(Counter(row["stage"] for row in report_rows)),
+        "dropped": dropped_by_reason(report_rows),
         "report": REPORT,
         **(extra_summary or {}),
     }  # fmt: skip
+    summary["problems"] = build_problems(summary, options.max_dropped)
     write_json(out / "build_summary.json", summary)
+    if summary["problems"]:
+        # everything is written (and a fixed source resumes from the journal); the build is still unusable
+        raise UnusableBuild("the build is unusable: " + "; ".join(summary["problems"]), path=str(out))
     return summary
+
+
+def dropped_by_reason(report_rows: Iterable[dict]) -> dict[str, int]:
+    """Inputs refused before becoming records, counted by stage and reason (the reason's words before any
+    path or detail: "align: no face found", "source: file not found")."""
+    counts: Counter = Counter()
+    for row in report_rows:
+        if row["stage"] not in DROPPING_STAGES:
+            continue
+        parts = [p for p in row["reason"].split(": ") if not ("/" in p or "\\" in p or re.fullmatch(r"\S+:\d+", p))]
+        reason = re.sub(r"\s*'[^']*'", "", parts[0]).strip() if parts else "other"
+        counts[f"{row['stage']}: {reason}"] += 1
+    return dict(counts.most_common())
+
+
+def build_problems(summary: dict, max_dropped: float) -> list[str]:
+    """Why a build's benches cannot be used as they are: a split with records but one label only (no DF-D AUC,
+    no probe), no test records, or more of the inputs refused than `max_dropped`."""
+    problems = []
+    for split in SPLITS:
+        counts = summary["categories"][split]
+        n_forged = sum(n for category, n in counts.items() if category != "bona_fide")
+        n_real = counts.get("bona_fide", 0)
+        if (n_forged == 0) != (n_real == 0):
+            problems.append(f"the {split} split has {n_real} bona fide and {n_forged} forged records (needs both)")
+    if not summary["records"]["test"]:
+        problems.append("the test split has no records")
+    dropped, kept = sum(summary["dropped"].values()), sum(summary["records"].values())
+    if dropped and dropped / (dropped + kept) > max_dropped:
+        problems.append(
+            f"{dropped} of {dropped + kept} inputs were refused ({dropped / (dropped + kept):.0%} > --max-dropped "
+            f"{max_dropped:.0%}): {summary['dropped']}"
+        )
+    return problems
 
 
 def annotation_dry_run(out: Path | str, annotator) -> dict:

@@ -79,3 +79,25 @@ def describe_artifacts(mask: np.ndarray, artifact_kind: str) -> str:
         raise ValueError("the manipulation mask covers no facial region")
     template = ARTIFACT_DESCRIPTIONS[artifact_kind]
     return "\n".join(f"{i}. {r}: {template.format(region=r.lower())}." for i, r in enumerate(regions, 1))
+
+
+# The artifact kind a source-pair mask is described with: what each category's methods typically leave where
+# they changed the face (the mask says where; the kind is the category's, not measured).
+PAIR_ARTIFACT_KIND = {"face_swapping": "blending_seam", "face_reenactment": "warping", "face_editing": "colour_shift"}
+_PAIR_THRESHOLD = 24  # of 255, on the blurred per-pixel difference: above JPEG/c40 noise, below a real edit
+_PAIR_MIN_SHARE = 0.01  # a difference covering less of the crop is noise, not a manipulation
+
+
+def difference_mask(forgery: np.ndarray, source: np.ndarray) -> np.ndarray | None:
+    """Where a FS/FR/FE forgery differs from the bona fide frame it was made from, both aligned with the same
+    transform (S x S x 3 uint8): the blurred largest-channel difference over a threshold, opened to drop
+    speckle. None when too little differs to be a manipulation (the pair is the same image, or nearly)."""
+    import cv2
+
+    if forgery.shape != source.shape:
+        raise ValueError(f"the forgery {forgery.shape} and its source {source.shape} differ in shape")
+    diff = np.abs(forgery.astype(np.int16) - source.astype(np.int16)).max(axis=-1).astype(np.float32)
+    blurred = cv2.GaussianBlur(diff, (0, 0), sigmaX=max(1.0, forgery.shape[0] / 112))
+    kernel = np.ones((5, 5), np.uint8)
+    mask = cv2.morphologyEx(np.uint8(blurred > _PAIR_THRESHOLD), cv2.MORPH_OPEN, kernel).astype(bool)
+    return mask if mask.mean() >= _PAIR_MIN_SHARE else None

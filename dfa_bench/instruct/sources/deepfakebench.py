@@ -3,7 +3,8 @@
 A file maps dataset -> label name -> split -> [compression ->] video -> {"label", "frames"}; the
 nesting depth varies between datasets, so entries are found by walking to every dict that holds a
 "frames" list. Frame paths are resolved against a root directory, and every path is checked: DF-40
-ships JSON entries whose frames are missing, which are reported rather than silently dropped.
+ships JSON entries whose frames are missing, which are reported rather than silently dropped. A video
+entry may carry a "description" (its artifact description, e.g. a person's): its frames' AD reference.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class FrameEntry:
     is_real: bool
     technique: str  # DF-40 technique, "" for bona fide frames
     split: str  # train / val / test, or "" when the JSON names none
+    description: str = ""  # the video entry's artifact description ("description" key), if the JSON has one
 
 
 def _is_real(label: str) -> bool:
@@ -69,10 +71,16 @@ def read_deepfakebench_json(json_file: Path | str, root: Path | str) -> tuple[li
         is_real = _is_real(label)
         technique = "" if is_real else _technique(json_file, key_path)
         split = next((k for k in key_path if k in SPLITS), "")
+        description = video.get("description") or video.get("artifact_description") or ""
+        if not isinstance(description, str):
+            raise ValidationError(f"{'/'.join(key_path)}: description is not a string", path=str(json_file))
+        description = "" if is_real else description.strip()
         for frame in video["frames"]:
             path = Path(frame) if Path(frame).is_absolute() else root / frame
             if not path.is_file():
                 missing.append(f"{json_file}: {'/'.join(key_path)}: frame not found: {frame}")
                 continue
-            entries.append(FrameEntry(str(json_file), key_path, key_path[-1], frame, path, is_real, technique, split))
+            entries.append(
+                FrameEntry(str(json_file), key_path, key_path[-1], frame, path, is_real, technique, split, description)
+            )
     return entries, missing

@@ -1,9 +1,11 @@
 """Read a generic source: a CSV manifest of images and videos with their labels.
 
 Columns: `path`, `label`, `category`, `technique`, `identity`, and optionally `source` (the bona fide
-image a FS/FR/FE forgery was made from) and `related_identities` (';'-separated, e.g. a face swap's
-source identity). Paths are relative to the manifest's folder. A bad row is reported with its line
-and reason and skipped; the rest is read.
+image a FS/FR/FE forgery was made from: the offline annotator derives its region mask from the pair),
+`related_identities` (';'-separated, e.g. a face swap's source identity) and `description` (a forgery's
+artifact description, e.g. written by a person: its AD reference, no annotator needed). Paths are
+relative to the manifest's folder. A bad row is reported with its line and reason and skipped; the rest
+is read.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class SourceItem:
     source: Path | None = None
     related_identities: tuple[str, ...] = field(default=())
     line: int = 0
+    description: str = ""
 
     @property
     def is_video(self) -> bool:
@@ -70,6 +73,10 @@ def read_manifest(manifest: Path | str) -> tuple[list[SourceItem], list[str]]:
                 problems.append(f"{where}: source file not found: {source_path}")
                 continue
             related = tuple(i.strip() for i in (row.get("related_identities") or "").split(";") if i.strip())
+            description = (row.get("description") or "").strip()
+            if description and label != "forgery":
+                problems.append(f"{where}: a description is an artifact description: bona fide faces have none")
+                continue
             items.append(SourceItem(path, label, category, (row.get("technique") or "").strip(), identity, source_path,
-                                    related, line))  # fmt: skip
+                                    related, line, description))  # fmt: skip
     return items, problems
