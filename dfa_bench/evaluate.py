@@ -13,6 +13,7 @@ the outputs. The other processes return None.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,16 +49,28 @@ def tasks_path() -> Path:
     return Path(str(resources.files("dfa_bench.tasks")))
 
 
-_SECRET_WORDS = ("key", "token", "secret", "password")
+# words of an argument's name (split at _ - .) that make its value a secret: api_key, HF_TOKEN, password,
+# but not max_new_tokens or tokenizer, whose values a run must record to be reproduced
+_SECRET_WORDS = frozenset({"key", "apikey", "token", "secret", "password", "passwd", "auth", "credential", "credentials"})
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s,]+@")
+
+
+def is_secret_name(name: str) -> bool:
+    return any(word in _SECRET_WORDS for word in re.split(r"[_.\-]+", name.strip().lower()))
+
+
+def redact_url_credentials(text: str) -> str:
+    """`http://user:PASSWORD@host/v1` -> `http://***@host/v1`, anywhere in `text`."""
+    return _URL_CREDENTIALS.sub(r"\1***@", text)
 
 
 def redact_model_args(model_args: str) -> str:
-    """Mask values of secret-looking model_args (api_key=..., token=...) before they reach a file."""
+    """Mask the values of secret model_args (api_key=..., token=...) and the credentials in URLs
+    (base_url=http://user:pass@host) before they reach a file or a log."""
     parts = []
     for part in model_args.split(","):
         name, sep, _ = part.partition("=")
-        secret = sep and any(word in name.lower() for word in _SECRET_WORDS)
-        parts.append(f"{name}=***" if secret else part)
+        parts.append(f"{name}=***" if sep and is_secret_name(name) else redact_url_credentials(part))
     return ",".join(parts)
 
 
@@ -105,6 +118,8 @@ def parse_model_args(model_args: str) -> dict[str, str]:
         name, sep, value = part.partition("=")
         if not sep or not name.strip():
             raise ValidationError(f"model argument {redact_model_args(part)!r} is not name=value", field="model-args")
+        if name.strip() in args:  # which one wins would be the adapter's guess
+            raise ValidationError(f"model argument {name.strip()!r} is given twice", field="model-args")
         args[name.strip()] = value
     return args
 

@@ -290,3 +290,44 @@ def test_generate_until_caches_and_reasks_only_failures(server, tmp_path, caplog
         assert first._scrub(f"echoed {SECRET}") == "echoed ***"
     finally:
         logger.remove(sink)
+
+
+def test_credentials_in_a_url_never_reach_a_file_and_other_args_are_recorded(server, bench_dir, tmp_path):
+    """Through the CLI: eval, then submit. A password in base_url is redacted in run.json, lmms-eval's results,
+    the recorded command and the published entry; max_tokens (a name with "token" in it) is kept as given."""
+    from typer.testing import CliRunner
+
+    from dfa_bench.cli import app
+
+    url = server.url.replace("://", "://alice:PASSWORD-in-url@")
+    args = f"model=gpt-test,base_url={url},max_tokens=64,max_retries=0"
+    out, board = tmp_path / "run", tmp_path / "board"
+    runner = CliRunner()
+    result = runner.invoke(app, ["eval", "--model", "dfa_openai", "--model-args", args, "--bench", str(bench_dir),
+                                 "--output", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (
+        runner.invoke(app, ["leaderboard", "init", "--bench", str(bench_dir), "--leaderboard", str(board)]).exit_code
+        == 0
+    )
+    result = runner.invoke(app, ["submit", str(out), "--leaderboard", str(board), "--model-name", "m"])
+    assert result.exit_code == 0, result.output
+    run = json.loads((out / "run.json").read_text())
+    assert "max_tokens=64" in run["model_args"] and "max_tokens=64" in run["lmms_eval_command"]
+    assert "alice:***@" not in run["model_args"] and "://***@127.0.0.1" in run["model_args"]
+    files = [p for root in (out, board) for p in root.rglob("*") if p.is_file()]
+    assert any(p.name.endswith("results.json") for p in files) and any("entries" in str(p) for p in files)
+    for path in files:
+        assert b"PASSWORD-in-url" not in path.read_bytes(), path
+        assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_a_model_argument_given_twice_is_refused(bench_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from dfa_bench.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "--model", "dfa_openai", "--model-args", "model=a,max_tokens=8,model=b",
+                                      "--bench", str(bench_dir), "--output", str(tmp_path / "run")])  # fmt: skip
+    assert result.exit_code == 2 and "model argument 'model' is given twice" in result.output
+    assert not (tmp_path / "run").exists()

@@ -58,6 +58,10 @@ def test_secret_model_args_are_masked_in_recorded_commands():
     from dfa_bench.evaluate import lmms_eval_argv, redact_model_args
 
     assert redact_model_args("pretrained=x,api_key=sk-123,HF_TOKEN=abc") == "pretrained=x,api_key=***,HF_TOKEN=***"
+    # by the name's words, not a substring: these values are needed to reproduce a run
+    kept = "max_new_tokens=64,tokenizer=t,max_tokens=8,keep=1"
+    assert redact_model_args(kept) == kept
+    assert redact_model_args("base_url=https://u:p@h/v1,x=1") == "base_url=https://***@h/v1,x=1"
     argv = lmms_eval_argv("m", "api_key=sk-123", "dfa_bench", tasks_path(), limit=None, batch_size=1, seed=0)
     assert "sk-123" not in " ".join(argv)
 
