@@ -144,14 +144,20 @@ def score(
     """Score predictions made by any inference code against a bench."""
     from dfa_bench.bench import read_bench
     from dfa_bench.io import write_json, write_jsonl
-    from dfa_bench.scoring import read_predictions, rouge_worker, score_predictions
+    from dfa_bench.scoring import check_predictions_size, read_predictions, rouge_worker, score_predictions
 
+    _check_outputs({"--output": output, "--details": details}, {"--predictions": predictions, "--bench": bench})
     with rouge_worker() as worker:
         try:
             loaded = read_bench(bench, executor=worker)
+            check_predictions_size(predictions, len(loaded.items))
             preds, problems = read_predictions(predictions)
         except ValidationError as exc:
             _fail(str(exc))
+        if not any(qid in loaded.by_id for qid in preds):
+            # nothing to score: 0% metrics would look like a result
+            what = f"none of its {len(preds)} question ids is an item of {bench}" if preds else "holds no predictions"
+            _fail(f"{predictions}: {what}; nothing to score", 1)
         metrics, rows, more = score_predictions(loaded, preds, seed=seed, executor=worker)
     for problem in problems + more:
         typer.secho(f"warning: {problem}", err=True, fg=typer.colors.YELLOW)
@@ -162,6 +168,20 @@ def score(
         write_jsonl(
             details, ({k: r.get(k) for k in ("question_id", "task", "prediction", "correct", "rouge_l")} for r in rows)
         )
+
+
+def _check_outputs(outputs: dict[str, Path | None], inputs: dict[str, Path]) -> None:
+    """Refuse an output path that is a directory, or that is one of the inputs (or another output)."""
+    seen: dict[Path, str] = {path.resolve(): flag for flag, path in inputs.items()}
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        if path.is_dir():
+            _fail(f"{path}: {flag} is a directory; give a file path")
+        resolved = path.resolve()
+        if resolved in seen:
+            _fail(f"{path}: {flag} is also {seen[resolved]}; it would be overwritten")
+        seen[resolved] = flag
 
 
 @app.command("compare")

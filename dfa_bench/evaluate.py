@@ -51,7 +51,9 @@ def tasks_path() -> Path:
 
 # words of an argument's name (split at _ - .) that make its value a secret: api_key, HF_TOKEN, password,
 # but not max_new_tokens or tokenizer, whose values a run must record to be reproduced
-_SECRET_WORDS = frozenset({"key", "apikey", "token", "secret", "password", "passwd", "auth", "credential", "credentials"})
+_SECRET_WORDS = frozenset(
+    {"key", "apikey", "token", "secret", "password", "passwd", "auth", "credential", "credentials"}
+)
 _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s,]+@")
 
 

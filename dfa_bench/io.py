@@ -49,8 +49,10 @@ def iter_jsonl(path: Path | str) -> Iterator[tuple[int, object]]:
     path = Path(path)
     if path.is_dir():
         raise ValidationError("is a directory, expected a JSONL file", path=str(path))
-    if not path.is_file():
+    if not path.exists():
         raise ValidationError("file not found", path=str(path))
+    if not path.is_file():
+        raise ValidationError("not a regular file (a FIFO, socket or device?), expected a JSONL file", path=str(path))
     with open(path, "rb") as handle:
         for line_no, line in enumerate(handle, 1):
             if not line.strip():

@@ -66,6 +66,24 @@ def aggregate(rows: Iterable[dict], *, seed: int = 0, resamples: int = BOOTSTRAP
     return out
 
 
+# A predictions file larger than this per bench item (plus a margin) cannot be one: refused by its size,
+# before it is read (an AD answer of 512 tokens is about 3 KB).
+MAX_PREDICTION_BYTES_PER_ITEM = 64 * 1024
+
+
+def check_predictions_size(path: Path | str, n_items: int) -> None:
+    """Refuse a predictions file too large for a bench of `n_items` items, before reading it."""
+    path = Path(path)
+    if path.is_file():
+        size, limit = path.stat().st_size, (n_items + 16) * MAX_PREDICTION_BYTES_PER_ITEM
+        if size > limit:
+            raise ValidationError(
+                f"{size / 2**20:.0f} MiB is more than predictions for {n_items} items can be "
+                f"({limit / 2**20:.0f} MiB at most); is it the right file?",
+                path=str(path),
+            )
+
+
 def read_predictions(path: Path | str) -> tuple[dict[str, dict], list[str]]:
     """Load {"question_id", "response"[, "score"]} lines. Duplicates keep the first and are reported."""
     predictions: dict[str, dict] = {}

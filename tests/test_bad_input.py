@@ -5,6 +5,7 @@ left behind. Each case builds its input in a fixture from a fresh bench."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,18 @@ def truncated_image(tmp: Path, bench: Path) -> list[str]:
     manifest["files"][item["image"]] = sha256_file(image)
     (bench / "manifest.json").write_text(json.dumps(manifest))
     return ["bench", "validate", str(bench)]
+
+
+def sparse_predictions(tmp: Path, bench: Path) -> list[str]:
+    path = predictions(tmp, line())
+    with open(path, "r+b") as handle:
+        handle.truncate(2**30)  # sparse: no disk used, but read line by line it would take a minute and GBs
+    return score_args(tmp, bench, path)
+
+
+def fifo_predictions(tmp: Path, bench: Path) -> list[str]:
+    os.mkfifo(tmp / "fifo.jsonl")  # reading it would block for ever
+    return score_args(tmp, bench, tmp / "fifo.jsonl")
 
 
 def first_image(bench: Path) -> str:
@@ -128,6 +141,47 @@ CASES = {
         lambda t, b: score_args(t, t / "no-bench", predictions(t, line())),
         lambda t, b: f"{t}/no-bench/manifest.json: bench manifest not found",
     ),
+    "empty predictions file": Case(
+        lambda t, b: score_args(t, b, predictions(t, b"")), lambda t, b: "holds no predictions", code=1
+    ),
+    "predictions of blank lines": Case(
+        lambda t, b: score_args(t, b, predictions(t, b"\n  \n\t\n")), lambda t, b: "holds no predictions", code=1
+    ),
+    "predictions for another bench": Case(
+        lambda t, b: score_args(t, b, predictions(t, line("other0001:dfd") + line("other0002:dfc"))),
+        lambda t, b: f"{t}/predictions.jsonl: none of its 2 question ids is an item of {b}",
+        code=1,
+    ),
+    "score --output is a directory": Case(
+        lambda t, b: ["score", "--bench", str(b), "--predictions", str(predictions(t, line())), "--output", str(t)],
+        lambda t, b: f"{t}: --output is a directory",
+    ),
+    "score --output is the predictions file": Case(
+        lambda t, b: [
+            "score",
+            "--bench",
+            str(b),
+            "--predictions",
+            str(predictions(t, line())),
+            "--output",
+            str(t / "predictions.jsonl"),
+        ],  # fmt: skip
+        lambda t, b: "--output is also --predictions",
+    ),
+    "score --details is the predictions file": Case(
+        lambda t, b: [
+            "score",
+            "--bench",
+            str(b),
+            "--predictions",
+            str(predictions(t, line())),
+            "--details",
+            f"{t}/../work/predictions.jsonl",
+        ],  # fmt: skip
+        lambda t, b: "--details is also --predictions",
+    ),
+    "predictions file of 1 GiB (sparse)": Case(sparse_predictions, lambda t, b: "1024 MiB is more than predictions"),
+    "predictions file is a FIFO": Case(fifo_predictions, lambda t, b: "not a regular file"),
     # bench validate
     "truncated PNG with an updated hash": Case(truncated_image, lambda t, b: first_image(b)),
     # eval: the command line, refused before anything loads
