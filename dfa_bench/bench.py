@@ -15,7 +15,7 @@ from collections import Counter
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from dfa_bench import __version__
 from dfa_bench.io import iter_jsonl, read_json, write_jsonl
@@ -130,9 +130,20 @@ def build_bench(
 
 
 def verify_files(root: str, files: dict[str, str], verify_checksums: bool = True) -> None:
-    """Every file the manifest lists exists and (optionally) has its sha256."""
+    """Every file the manifest lists lies inside the bench directory, exists and (optionally) has its sha256.
+
+    Inside means a relative path without `..` that, symlinks followed, resolves under the bench's real path:
+    a bench is shared and downloaded, and an image path must not make an eval read (and show a model, or an
+    API) a file elsewhere on the machine."""
+    real_root = os.path.realpath(root)
     for rel, expected in files.items():
+        parts = PurePosixPath(rel).parts
+        if not parts or PurePosixPath(rel).is_absolute() or os.path.isabs(rel) or ".." in parts:
+            raise ValidationError(f"file {rel!r} listed in the manifest is outside the bench; refused", path=root)
         path = os.path.join(root, rel)  # plain strings: Path objects cost more than hashing 35k small files
+        real = os.path.realpath(path)
+        if not real.startswith(real_root + os.sep):
+            raise ValidationError(f"resolves to {real}, outside the bench ({real_root}); refused", path=path)
         try:
             actual = sha256_file(path) if verify_checksums else os.stat(path) and expected
         except OSError:

@@ -77,6 +77,30 @@ def fifo_predictions(tmp: Path, bench: Path) -> list[str]:
     return score_args(tmp, bench, tmp / "fifo.jsonl")
 
 
+def image_outside(how: str) -> Callable[[Path, Path], list[str]]:
+    """The first question's image moved out of the bench and reached by an absolute path, a `../` path, or a
+    symlink inside the bench; the manifest lists it with its right hash."""
+
+    def argv(tmp: Path, bench: Path) -> list[str]:
+        item = read_bench(bench).items[0]
+        outside = tmp / "elsewhere.png"
+        outside.write_bytes((bench / item["image"]).read_bytes())
+        if how == "symlink":
+            (bench / item["image"]).unlink()
+            (bench / item["image"]).symlink_to(outside)
+            return ["bench", "validate", str(bench)]
+        new = str(outside) if how == "absolute" else os.path.relpath(outside, bench)
+        manifest = json.loads((bench / "manifest.json").read_text())
+        manifest["files"][new] = manifest["files"].pop(item["image"])
+        questions = (bench / "questions.jsonl").read_text().replace(json.dumps(item["image"]), json.dumps(new))
+        (bench / "questions.jsonl").write_text(questions)
+        manifest["files"]["questions.jsonl"] = sha256_file(bench / "questions.jsonl")
+        (bench / "manifest.json").write_text(json.dumps(manifest))
+        return ["bench", "validate", str(bench)] if how == "absolute" else eval_args(tmp, bench, model=register())
+
+    return argv
+
+
 def first_image(bench: Path) -> str:
     return str(bench / read_bench(bench).items[0]["image"])
 
@@ -182,6 +206,10 @@ CASES = {
     ),
     "predictions file of 1 GiB (sparse)": Case(sparse_predictions, lambda t, b: "1024 MiB is more than predictions"),
     "predictions file is a FIFO": Case(fifo_predictions, lambda t, b: "not a regular file"),
+    # bench validate, eval: every image inside the bench
+    "bench image at an absolute path": Case(image_outside("absolute"), lambda t, b: "is outside the bench"),
+    "bench image at a ../ path (eval)": Case(image_outside("relative"), lambda t, b: "is outside the bench"),
+    "bench image a symlink to a file outside": Case(image_outside("symlink"), lambda t, b: "outside the bench"),
     # bench validate
     "truncated PNG with an updated hash": Case(truncated_image, lambda t, b: first_image(b)),
     # eval: the command line, refused before anything loads
