@@ -29,6 +29,7 @@ from lmms_eval.api.model import lmms
 from loguru import logger
 
 from dfa_bench.adapters.first_token import forgery_probability  # noqa: F401  (adapters import it from here)
+from dfa_bench.environment import MODEL_ARGS, weights_stamp
 from dfa_bench.responses import ResponseCache, cache_key, item_identity
 
 CACHE_DIR_ENV = "DFA_BENCH_RESPONSES_DIR"
@@ -130,6 +131,7 @@ class DFAAdapter(lmms):
         self.fingerprint: dict = {"adapter": self.name}
         self._cache_path = response_cache
         self._cache: ResponseCache | None = None
+        self._cache_fingerprint: dict | None = None
         self.failures: list[dict] = []
         self.usage: dict[str, int] = defaultdict(int)
 
@@ -154,11 +156,24 @@ class DFAAdapter(lmms):
         return accelerator.device if accelerator is not None else torch.device(self.device_name)
 
     @property
+    def cache_fingerprint(self) -> dict:
+        """`fingerprint` plus a stamp of the local weights it names (environment.weights_stamp), taken once: an
+        answer cached for weights since replaced at the same path is not served for the new ones."""
+        if self._cache_fingerprint is None:
+            stamps = {
+                key: stamp
+                for key, value in self.fingerprint.items()
+                if key in MODEL_ARGS and isinstance(value, str) and (stamp := weights_stamp(value)) is not None
+            }
+            self._cache_fingerprint = {**self.fingerprint, **({"weights": stamps} if stamps else {})}
+        return self._cache_fingerprint
+
+    @property
     def cache(self) -> ResponseCache:
         if self._cache is None:
             path = self._cache_path
             if not path:
-                digest = cache_key(self.fingerprint, "", "", {})[:12]
+                digest = cache_key(self.cache_fingerprint, "", "", {})[:12]
                 path = Path(os.environ.get(CACHE_DIR_ENV, "dfa_bench_responses")) / f"{self.name}-{digest}.jsonl"
             self._cache = ResponseCache(path, rank=self.rank if self.world_size > 1 else None)
             logger.info(f"{self.name}: response cache {self._cache.write_path} ({len(self._cache.answers)} answers)")
@@ -194,7 +209,7 @@ class DFAAdapter(lmms):
         for i, request in enumerate(requests):
             query, error = self._query(request)
             key = cache_key(
-                self.fingerprint, query.question_id, query.prompt, query.gen_kwargs, item_identity(query.doc)
+                self.cache_fingerprint, query.question_id, query.prompt, query.gen_kwargs, item_identity(query.doc)
             )
             if key in first_asked:  # lmms-eval pads a shorter rank's shard with copies of its last request
                 repeats.append((i, first_asked[key]))

@@ -32,15 +32,33 @@ def package_versions() -> dict[str, str | None]:
 
 def weights_sha256(path: Path) -> str | None:
     """sha256 over the weight files' names and contents: a file, or a directory's top level (None: no weights)."""
-    files = (
-        [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
-    )
+    files = _weight_files(path)
     if not files:
         return None
     digest = hashlib.sha256()
     for file in files:
         digest.update(f"{file.name}\0{sha256_file(file)}\n".encode())
     return digest.hexdigest()
+
+
+def _weight_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES) if path.is_dir() else []
+
+
+def weights_stamp(value: str) -> list | None:
+    """A cheap stamp of the weights a model argument names: (name, size, mtime_ns) of each weight file, and the
+    base of a DFA-GPT run. Weights replaced at the same path get a new stamp without hashing gigabytes: what the
+    response cache keys answers by (run.json's weights_sha256 is the full identity). None: not a local path."""
+    path = Path(value).expanduser()
+    if not path.exists():
+        return None
+    stamp: list = [[f.name, (st := f.stat()).st_size, st.st_mtime_ns] for f in _weight_files(path)]
+    run_file = path / "dfa_gpt_run.json"
+    if run_file.is_file():
+        stamp.append(["base", weights_stamp(str(json.loads(run_file.read_text(encoding="utf-8"))["base"]))])
+    return stamp
 
 
 def identity(value: str) -> dict:

@@ -159,13 +159,16 @@ def test_run_eval_end_to_end(checkpoint, tmp_path, monkeypatch):
     make_source(tmp_path / "src", 10, seed=2)
     build_bench(tmp_path / "src" / "records.jsonl", tmp_path / "src", tmp_path / "bench", seed=0)
     output = tmp_path / "out"
+    weights = tmp_path / "checkpoint"  # a copy: its weights are replaced below
+    shutil.copytree(checkpoint, weights)
 
     # max_new_tokens caps AD's 512: a random model never stops on its own
     def run():
         return run_eval(model="dfa_llava", bench_dir=tmp_path / "bench", output=output,
-                        model_args=f"pretrained={checkpoint},device=cpu,dtype=float32,max_new_tokens=16", limit=4, batch_size=3)  # fmt: skip
+                        model_args=f"pretrained={weights},device=cpu,dtype=float32,max_new_tokens=16", limit=4, batch_size=3)  # fmt: skip
 
     outputs = run()
+    first_sha = json.loads((output / "run.json").read_text())["model_identity"]["pretrained"]["weights_sha256"]
     for task in ("dfd", "dfc", "ad"):
         assert outputs.metrics[task]["n"] == 4, task
     assert 0.0 <= outputs.metrics["dfd"]["acc"] <= 1.0 and 0.0 <= outputs.metrics["ad"]["rouge_l"] <= 1.0
@@ -185,3 +188,15 @@ def test_run_eval_end_to_end(checkpoint, tmp_path, monkeypatch):
     again = run()
     assert again.metrics == outputs.metrics
     assert len((output / "responses.jsonl").read_text().splitlines()) == 12
+
+    # new weights at the same path are asked again, not served from the cache
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(checkpoint / "model.safetensors"))
+    torch.manual_seed(1)
+    save_file({k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v for k, v in state.items()},
+              str(weights / "model.safetensors"), metadata={"format": "pt"})  # fmt: skip
+    run()
+    assert len((output / "responses.jsonl").read_text().splitlines()) == 24  # all 12 asked of the new weights
+    sha = json.loads((output / "run.json").read_text())["model_identity"]["pretrained"]["weights_sha256"]
+    assert sha != first_sha
