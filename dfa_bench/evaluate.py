@@ -220,6 +220,11 @@ class _InfoLog:
         def ours(record: dict) -> bool:
             return record["name"].startswith("dfa_bench") and record["level"].no < 30  # WARNING+ already shown
 
+        # lmms-eval's own sink (WARNING, stderr) is bound to the stderr of the moment it was imported: in a
+        # process that runs several evals (a notebook, a test's CliRunner) that stream may be gone. Re-bind
+        # it, as lmms-eval configures it, to today's stderr.
+        logger.remove()
+        logger.add(sys.stderr, level="WARNING")
         self._id = logger.add(sys.stderr, level="INFO", filter=ours, format="{time:HH:mm:ss} | {level} | {message}")
         return self
 
@@ -300,6 +305,14 @@ def check_eval_inputs(output: Path, model_args: str, limit: int | None, batch_si
     if batch_size < 1:
         raise ValidationError(f"--batch-size must be at least 1, got {batch_size}", field="batch-size")
     parse_model_args(model_args)
+
+
+def record_failure(output: Path, run: dict, error: str, problems: list[str]) -> None:
+    """A failed run: run.json says why, and lmms-eval's results files, whose metrics a failed run does not
+    have, are removed (its per-sample logs and the response cache stay, for a look and a resumed run)."""
+    for stale in (output / "lmms_eval").rglob("*_results.json"):
+        stale.unlink()
+    write_json(output / "run.json", {**run, "status": "failed", "error": error, "problems": problems})
 
 
 def tasks_on_bench(tasks: str, present: set[str]) -> str:
@@ -383,7 +396,7 @@ def run_eval(
             raise EvaluationFailed(f"no samples were logged for {missing}")
     except EvaluationFailed as exc:
         if writer:
-            write_json(output / "run.json", {**run, "status": "failed", "error": str(exc), "problems": []})
+            record_failure(output, run, str(exc), [])
         raise
 
     rows = [row for task in expected for row in answers_by_task[task]]
@@ -408,7 +421,7 @@ def run_eval(
             f"{len(failures.question_ids)} of {len(rows)} items failed, more than --max-failures {max_failures} "
             f"allows; no metrics written. {failures.describe(responses_path)}"
         )
-        write_json(output / "run.json", {**run, "status": "failed", "error": error, "problems": problems})
+        record_failure(output, run, error, problems)
         raise EvaluationFailed(error)
 
     write_jsonl(output / "predictions.jsonl", rows)

@@ -237,6 +237,12 @@ CASES = {
         submission_with_huge_integer, lambda t, b: "run.json: malformed JSON: Exceeds the limit", code=1
     ),
     # a run that fails: exit 1, the count and the first errors
+    "eval of a truncated PNG with an updated hash": Case(
+        lambda t, b: (truncated_image(t, b), eval_args(t, b, "--limit", "2", model=register()))[1],
+        lambda t, b: "2 of 6 items failed, more than --max-failures 0 allows",
+        code=1,
+        keep=("out",),
+    ),
     "eval where every item fails": Case(
         lambda t, b: eval_args(t, b, "--model-args", "fail=all", "--limit", "2", model=register()),
         lambda t, b: "6 of 6 items failed, more than --max-failures 0 allows",
@@ -269,6 +275,7 @@ def test_bad_input_gets_a_clear_error(name, bench_dir, tmp_path, monkeypatch):
     left = {f for f in files_under(tmp_path) - before if not any(f.startswith(f"work/{k}") for k in case.keep)}
     assert left == set(), left
     assert not list(work.glob("out/**/metrics.json")) and not list(work.glob("out/predictions.jsonl"))
+    assert not list(work.glob("out/**/*_results.json"))  # lmms-eval's results of a failed run are removed
 
 
 def test_null_and_empty_responses_are_counted_and_warned(bench_dir, tmp_path):
