@@ -220,11 +220,6 @@ class _InfoLog:
         def ours(record: dict) -> bool:
             return record["name"].startswith("dfa_bench") and record["level"].no < 30  # WARNING+ already shown
 
-        # lmms-eval's own sink (WARNING, stderr) is bound to the stderr of the moment it was imported: in a
-        # process that runs several evals (a notebook, a test's CliRunner) that stream may be gone. Re-bind
-        # it, as lmms-eval configures it, to today's stderr.
-        logger.remove()
-        logger.add(sys.stderr, level="WARNING")
         self._id = logger.add(sys.stderr, level="INFO", filter=ours, format="{time:HH:mm:ss} | {level} | {message}")
         return self
 

@@ -3,6 +3,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+# lmms-eval resets loguru's sinks when these modules are first imported, binding its WARNING sink to the stderr
+# of that moment. Imported here, that is the session's stderr, not the stream of one CliRunner invocation,
+# which closes when the invocation ends and would make every later warning print a loguru traceback instead.
+import lmms_eval.llm_judge.launcher  # noqa: F401
+import lmms_eval.models  # noqa: F401
 import pytest
 
 from dfa_bench.bench import build_bench
