@@ -79,7 +79,7 @@ demo: install
 		--model-name "probe (EfficientNet-Lite0)" --group vision-only
 	$(VENV)/bin/dfa-bench submit $(DEMO)/eval/dfa-gpt-mini --leaderboard $(DEMO)/leaderboard \
 		--model-name DFA-GPT-mini --group tuned --annotations D+C+AD
-	# audits: a seeded sample of each entry's questions asked again with the model it claims
+	# audits: a random sample (seed drawn and recorded) of each entry's questions asked again with the model it claims
 	$(OFFLINE) $(VENV)/bin/dfa-bench leaderboard audit "probe (EfficientNet-Lite0)" --leaderboard $(DEMO)/leaderboard \
 		--model dfa_probe --model-args head=$(CURDIR)/$(DEMO)/probe,device=cpu --sample 16
 	$(OFFLINE) $(VENV)/bin/dfa-bench leaderboard audit DFA-GPT-mini --leaderboard $(DEMO)/leaderboard \

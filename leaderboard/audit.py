@@ -9,16 +9,22 @@ in answers/<entry>.jsonl, its hash in the entry):
 - DF-D and DF-C: they agree when both parse to the same verdict, or when the texts themselves agree
   (ROUGE-L between the two answers >= TEXT_AGREEMENT: two unparseable answers agree only if alike);
 - AD: they agree when ROUGE-L between the two answers >= AD_AGREEMENT (greedy decoding on other hardware
-  may drift late in a long answer).
+  may drift late in a long answer);
+- DF-D forgery probabilities, where both the entry and the model give one: within PROBABILITY_TOLERANCE.
 
-The entry is `verified` when at least VERIFIED_AT of the sample agrees, `failed` otherwise; the result,
-with the sample, seed, date and package versions, is written into the entry.
+The sample is drawn when the audit runs, from a fresh random seed unless `seed` is given (to repeat an audit),
+and stratified over the tasks, so an entry cannot know which answers will be checked. One disagreement fails
+it: a share f of edited answers escapes a sample of n with probability (1 - f)^n, about 3% for 10% edited
+answers and the default n = 32 (`detection`). The entry is `verified` when every sampled answer agrees,
+`failed` otherwise; the result, with the sample, seed, date, package versions and that detection probability,
+is written into the entry.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,8 +41,33 @@ from dfa_bench.schema import UNPARSEABLE, ValidationError
 
 TEXT_AGREEMENT = 0.8
 AD_AGREEMENT = 0.5
-VERIFIED_AT = 0.9
+PROBABILITY_TOLERANCE = 0.05  # |P(forgery) re-asked - submitted|: bf16 on other hardware moves it by ~0.01
+DEFAULT_SAMPLE = 32  # 1 - 0.9^32 = 96.6% >= 95%: 10% edited answers are caught (the issue's bar)
+EDITED_SHARE = 0.1  # the share of edited answers the entry's `detection` is stated for
 SHOWN = 5  # disagreements listed in the entry
+
+
+def fresh_seed() -> int:
+    """A seed nobody could know when the entry was submitted."""
+    return secrets.randbits(32)
+
+
+def detection_probability(sample: int, edited_share: float = EDITED_SHARE) -> float:
+    """The chance that a sample of `sample` answers holds at least one of a share `edited_share` of edited
+    answers (drawn with replacement: a lower bound for a finite bench)."""
+    return 1.0 - (1.0 - edited_share) ** sample
+
+
+def stratified_sample(items: list[dict], n: int, rng: random.Random) -> list[dict]:
+    """n items spread over the tasks in turn (DF-D, DF-C, AD, DF-D ...), each task's drawn at random."""
+    by_task = {task: rng.sample(group, len(group)) for task in ("dfd", "dfc", "ad")
+               if (group := [i for i in items if i["task"] == task])}  # fmt: skip
+    chosen: list[dict] = []
+    while len(chosen) < n and any(by_task.values()):
+        for group in by_task.values():
+            if group and len(chosen) < n:
+                chosen.append(group.pop())
+    return chosen
 
 
 def submitted_answers(leaderboard_dir: Path | str, entry: dict) -> dict[str, str | None]:
@@ -50,7 +81,12 @@ def submitted_answers(leaderboard_dir: Path | str, entry: dict) -> dict[str, str
         raise ValidationError(
             "these answers are not the ones submitted (sha256 differs from the entry's)", path=str(path)
         )
-    return {row["question_id"]: row["response"] for _, row in iter_jsonl(path)}
+    return {row["question_id"]: row for _, row in iter_jsonl(path)}
+
+
+def probabilities_agree(new: float | None, old: float | None) -> bool:
+    """Re-asked and submitted DF-D forgery probabilities agree (either missing: nothing to compare)."""
+    return new is None or old is None or abs(float(new) - float(old)) <= PROBABILITY_TOLERANCE
 
 
 def agrees(item: dict, new: str, old: str | None) -> bool:
@@ -82,11 +118,12 @@ def audit_entry(
     model: str,
     model_args: str = "",
     *,
-    sample: int = 32,
-    seed: int = 0,
+    sample: int = DEFAULT_SAMPLE,
+    seed: int | None = None,
     batch_size: int = 8,
 ) -> dict:
-    """Audit one entry and write the result into it; returns the audit record."""
+    """Audit one entry and write the result into it; returns the audit record. `seed`: None draws a fresh one
+    (recorded, so the audit can be repeated)."""
     from dfa_bench.adapters.base import Query
 
     path = entry_path(leaderboard_dir, name)
@@ -98,7 +135,8 @@ def audit_entry(
     answers = submitted_answers(leaderboard_dir, entry)
     bench = read_bench(bench_path(leaderboard_dir, read_config(leaderboard_dir)))
     items = [i for i in bench.items if i["question_id"] in answers]
-    chosen = random.Random(seed).sample(items, min(sample, len(items)))
+    seed = fresh_seed() if seed is None else seed
+    chosen = stratified_sample(items, sample, random.Random(seed))
     adapter = load_adapter(model, parse_model_args(model_args))
 
     agreeing, disagreements = 0, []
@@ -112,15 +150,25 @@ def audit_entry(
                 for i in batch
             ]  # fmt: skip
             for item, answer in zip(batch, adapter.answer(queries)):
-                if agrees(item, answer.response, answers[item["question_id"]]):
-                    agreeing += 1
-                else:
+                submitted = answers[item["question_id"]]
+                if not agrees(item, answer.response, submitted["response"]):
                     disagreements.append(item["question_id"])
+                elif task == "dfd" and not probabilities_agree(answer.score, submitted.get("score")):
+                    disagreements.append(f"{item['question_id']} (P(forgery) {answer.score:.3f}, "
+                                         f"submitted {submitted['score']:.3f})")  # fmt: skip
+                else:
+                    agreeing += 1
     agreement = agreeing / len(chosen) if chosen else 0.0
     record = {
-        "status": "verified" if chosen and agreement >= VERIFIED_AT else "failed",
+        "status": "verified" if chosen and agreeing == len(chosen) else "failed",
         "agreement": agreement,
         "sample": len(chosen),
+        "sample_by_task": {t: sum(i["task"] == t for i in chosen) for t in ("dfd", "dfc", "ad")},
+        "detection": {
+            "edited_share": EDITED_SHARE,
+            "caught_probability": round(detection_probability(len(chosen)), 4),
+            "note": "a share f of edited answers escapes this sample with probability (1 - f)^sample",
+        },
         "seed": seed,
         "model": model,
         "model_args": redact_model_args(model_args),

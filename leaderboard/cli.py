@@ -112,11 +112,19 @@ def audit_command(
     leaderboard: Annotated[Path, typer.Option(help="Leaderboard directory.")],
     model: Annotated[str, typer.Option(help="The adapter of the model the entry claims (dfa_llava, dfa_hf, ...).")],
     model_args: Annotated[str, typer.Option(help="Its model_args, comma-separated, as for `dfa-bench eval`.")] = "",
-    sample: Annotated[int, typer.Option(help="How many of the entry's questions to ask again.")] = 32,
-    seed: Annotated[int, typer.Option(help="Seeds which questions are sampled.")] = 0,
+    sample: Annotated[
+        int,
+        typer.Option(
+            help="How many of the entry's questions to ask again (32: 10% edited answers are caught "
+            "with probability 1 - 0.9^32 = 96.6%)."
+        ),
+    ] = 32,
+    seed: Annotated[
+        int | None, typer.Option(help="Repeat an earlier audit's sample (default: a fresh random seed, recorded).")
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Questions per model call.")] = 8,
 ) -> None:
-    """Re-ask a seeded sample of an entry's questions with the model it claims; record verified or failed."""
+    """Re-ask a random sample of an entry's questions with the model it claims; record verified or failed."""
     from dfa_bench.adapters.base import AdapterConfigError
     from dfa_bench.leaderboard.audit import audit_entry
 
@@ -127,7 +135,9 @@ def audit_command(
     except (ValidationError, AdapterConfigError) as exc:
         _fail(str(exc))
     typer.echo(
-        f"{entry}: {record['status']} ({record['agreement']:.0%} of {record['sample']} answers agree; seed {seed})"
+        f"{entry}: {record['status']} ({record['agreement']:.0%} of {record['sample']} answers agree; "
+        f"seed {record['seed']}; 10% edited answers would be caught with probability "
+        f"{record['detection']['caught_probability']:.1%})"
     )
     if record["status"] != "verified":
         shown = ", ".join(record["disagreements"])

@@ -425,10 +425,13 @@ def build_entry(
 
 
 def answers_jsonl(judged: list[dict]) -> bytes:
-    """The submitted answers in bench order, one {"question_id", "response"} line each."""
+    """The submitted answers in bench order, one {"question_id", "response"[, "score"]} line each (a DF-D
+    answer's forgery probability, when the run gave one: audits compare it too)."""
     lines = (
-        json.dumps({"question_id": r["question_id"], "response": r["response"]}, ensure_ascii=False) for r in judged
-    )
+        json.dumps({"question_id": r["question_id"], "response": r["response"],
+                    **({"score": r["score"]} if r.get("score") is not None else {})}, ensure_ascii=False)
+        for r in judged
+    )  # fmt: skip
     return "".join(f"{line}\n" for line in lines).encode("utf-8")
 
 
