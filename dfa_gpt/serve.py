@@ -62,7 +62,8 @@ def build_app(analyst: Analyst, examples: list[Path] | None = None) -> Any:
         try:
             image = load_image(path)
         except ValueError as exc:  # the current image and conversation are kept
-            status = f"**Cannot use {name}:** {html.escape(str(exc))}"
+            # the file's own name, not where Gradio keeps its upload on the server
+            status = f"**Cannot use {name}:** {html.escape(str(exc).replace(str(path), Path(path).name))}"
             return conversation, None, gr.skip(), status, gr.skip(), gr.skip()
         status = f"Image: {name} ({image.width} x {image.height})"
         return Conversation(image, Path(path).name), None, image, status, "", []

@@ -98,7 +98,7 @@ def test_upload_analyse_chat_and_a_corrupt_upload(server, driver, tmp_path):
 
     upload(corrupt)
     wait.until(lambda d: "Cannot use corrupt.png" in text("status"))
-    assert "unreadable" in text("status")
+    assert "unreadable" in text("status") and "/" not in text("status")  # no server path shown
     upload(good)  # the server is still there, and the next good upload works
     wait.until(lambda d: "Image: face.png" in text("status"))
     wait.until(lambda d: "Where are the artifacts?" not in text("chatbot"))  # a new image: a new conversation
