@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from dfa_bench.instruct.checks import DEFAULT_MAX_DROPPED
 from dfa_bench.leaderboard.cli import app as leaderboard_app
 from dfa_bench.leaderboard.cli import submit_command
 from dfa_bench.schema import ValidationError
@@ -357,7 +358,7 @@ def data_build(
     name: Annotated[str, typer.Option(help="Bench name for the manifests.")] = "dfa-bench",
     max_dropped: Annotated[
         float, typer.Option(help="Fail when a larger share of the inputs is refused (no face, unreadable ...).")
-    ] = 0.25,
+    ] = DEFAULT_MAX_DROPPED,
 ) -> None:
     """Build DFA-Instruct training JSON and dev/test benches from DF-40 JSON or a CSV manifest.
 
@@ -370,6 +371,8 @@ def data_build(
 
     if not manifest and not deepfakebench_json:
         _fail("give --manifest and/or --deepfakebench-json")
+    if not 0 <= max_dropped <= 1:
+        _fail(f"--max-dropped is a share of the inputs, from 0 to 1; got {max_dropped}")
     jobs = []
     with pipeline.BuildReport(output / pipeline.REPORT) as report:
         if manifest:
