@@ -120,7 +120,8 @@ def audit_command(
         ),
     ] = 32,
     seed: Annotated[
-        int | None, typer.Option(help="Repeat an earlier audit's sample (default: a fresh random seed, recorded).")
+        int | None,
+        typer.Option(help="Seeds the sample, to repeat an earlier audit (default: a fresh random seed, recorded)."),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Questions per model call.")] = 8,
 ) -> None:
