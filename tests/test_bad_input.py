@@ -48,6 +48,11 @@ def line(qid: str = "syn000000:dfd", **fields) -> bytes:
     return json.dumps({"question_id": qid, "response": "Yes", **fields}).encode() + b"\n"
 
 
+def score_with(tmp: Path, bench: Path, *extra: str) -> list[str]:
+    """`score` of a one-line predictions file with these output options."""
+    return ["score", "--bench", str(bench), "--predictions", str(predictions(tmp, line())), *extra]
+
+
 def huge_manifest(tmp: Path, bench: Path) -> list[str]:
     manifest = bench / "manifest.json"
     manifest.write_text(manifest.read_text().replace('"version"', f'"big": {HUGE}, "version"', 1))
@@ -177,31 +182,14 @@ CASES = {
         code=1,
     ),
     "score --output is a directory": Case(
-        lambda t, b: ["score", "--bench", str(b), "--predictions", str(predictions(t, line())), "--output", str(t)],
-        lambda t, b: f"{t}: --output is a directory",
+        lambda t, b: score_with(t, b, "--output", str(t)), lambda t, b: f"{t}: --output is a directory"
     ),
     "score --output is the predictions file": Case(
-        lambda t, b: [
-            "score",
-            "--bench",
-            str(b),
-            "--predictions",
-            str(predictions(t, line())),
-            "--output",
-            str(t / "predictions.jsonl"),
-        ],  # fmt: skip
+        lambda t, b: score_with(t, b, "--output", str(t / "predictions.jsonl")),
         lambda t, b: "--output is also --predictions",
     ),
     "score --details is the predictions file": Case(
-        lambda t, b: [
-            "score",
-            "--bench",
-            str(b),
-            "--predictions",
-            str(predictions(t, line())),
-            "--details",
-            f"{t}/../work/predictions.jsonl",
-        ],  # fmt: skip
+        lambda t, b: score_with(t, b, "--details", f"{t}/../work/predictions.jsonl"),
         lambda t, b: "--details is also --predictions",
     ),
     "predictions file of 1 GiB (sparse)": Case(sparse_predictions, lambda t, b: "1024 MiB is more than predictions"),
