@@ -39,6 +39,14 @@ DEFAULT_WEIGHT_DECAY = 1e-4
 # ------------------------------------------------------------------------------------------------ heads
 
 
+OPTIMIZERS = ("adamw", "sgd")
+
+
+def check_optimizer(optimizer: str) -> None:
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; use adamw or sgd")
+
+
 def fit_linear_head(
     features: np.ndarray,
     labels: np.ndarray,
@@ -58,8 +66,7 @@ def fit_linear_head(
     at a modest learning rate goes a long way) and the standardisation is folded into the returned weights,
     so the saved head is a plain linear layer on the backbone's features. Zero init and a seeded shuffle make
     it deterministic."""
-    if optimizer not in ("adamw", "sgd"):
-        raise ValueError(f"unknown optimizer {optimizer!r}; use adamw or sgd")
+    check_optimizer(optimizer)
     x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     mean, std = x.mean(0), x.std(0, unbiased=False)

@@ -79,11 +79,34 @@ def read_records(path: Path) -> list[dict]:
 def build_bench(
     records_path: Path, images_dir: Path, output: Path, *, seed: int, name: str = "dfa-bench", version: str = "0"
 ) -> Bench:
-    """Turn records + images into a bench directory. Writes to a sibling temp dir, then swaps it in."""
+    """Turn records + images into a bench directory. Writes to a sibling temp dir, then swaps it in.
+
+    `output` may be missing, an empty directory or an earlier bench (replaced); anything else is refused,
+    never deleted. A build that fails leaves `output` as it was."""
     records_path, images_dir, output = Path(records_path), Path(images_dir), Path(output)
+    if output.is_symlink() or (output.exists() and not output.is_dir()):
+        raise ValidationError("--output exists and is not a directory", path=str(output))
+    if output.is_dir() and any(output.iterdir()) and not (output / MANIFEST).is_file():
+        raise ValidationError("--output holds files but no bench (no manifest.json); give a new directory",
+                              path=str(output))  # fmt: skip
     records = read_records(records_path)
     staging = output.with_name(output.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
+    try:
+        manifest, items = _write_bench(records, records_path, images_dir, staging, seed=seed, name=name,
+                                       version=version)  # fmt: skip
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if output.exists():
+        shutil.rmtree(output)
+    os.replace(staging, output)
+    return Bench(output, manifest, items)
+
+
+def _write_bench(
+    records: list[dict], records_path: Path, images_dir: Path, staging: Path, *, seed: int, name: str, version: str
+) -> tuple[dict, list[dict]]:
     (staging / IMAGES).mkdir(parents=True)
 
     items: list[dict] = []
@@ -123,10 +146,7 @@ def build_bench(
         "files": files,
     }
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    if output.exists():
-        shutil.rmtree(output)
-    os.replace(staging, output)
-    return Bench(output, manifest, items)
+    return manifest, items
 
 
 def verify_files(root: str, files: dict[str, str], verify_checksums: bool = True) -> None:

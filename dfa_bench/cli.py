@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from dfa_bench.cli_errors import check_outputs as _check_outputs
+from dfa_bench.cli_errors import fail as _fail
 from dfa_bench.instruct.checks import DEFAULT_MAX_DROPPED
 from dfa_bench.leaderboard.cli import app as leaderboard_app
 from dfa_bench.leaderboard.cli import submit_command
@@ -72,11 +74,6 @@ def metrics_table(metrics: dict) -> str:
         if "parse_failure_rate" in block and block["parse_failure_rate"] is not None:
             rows.append([task, "parse_failure_rate", f"{100 * block['parse_failure_rate']:.2f}", "", block["n"]])
     return tabulate(rows, headers=["task", "metric", "value (%)", "95% CI", "n"], tablefmt="github")
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(code)
 
 
 @bench_app.command("build")
@@ -171,20 +168,6 @@ def score(
         )
 
 
-def _check_outputs(outputs: dict[str, Path | None], inputs: dict[str, Path]) -> None:
-    """Refuse an output path that is a directory, or that is one of the inputs (or another output)."""
-    seen: dict[Path, str] = {path.resolve(): flag for flag, path in inputs.items()}
-    for flag, path in outputs.items():
-        if path is None:
-            continue
-        if path.is_dir():
-            _fail(f"{path}: {flag} is a directory; give a file path")
-        resolved = path.resolve()
-        if resolved in seen:
-            _fail(f"{path}: {flag} is also {seen[resolved]}; it would be overwritten")
-        seen[resolved] = flag
-
-
 @app.command("compare")
 def compare(
     run_a: Annotated[Path, typer.Argument(help="A `dfa-bench eval` output directory (model A).")],
@@ -198,6 +181,7 @@ def compare(
     from dfa_bench.compare import LABELS, compare_runs, verdict
     from dfa_bench.io import write_json
 
+    _check_outputs({"--output": output})
     try:
         result = compare_runs(run_a, run_b, seed=seed)
     except ValidationError as exc:
@@ -368,30 +352,43 @@ def data_build(
     from itertools import chain
 
     from dfa_bench.instruct import pipeline
+    from dfa_bench.instruct.split import check_ratios
 
+    # every option and source is checked before the build directory is touched or a face aligned
     if not manifest and not deepfakebench_json:
         _fail("give --manifest and/or --deepfakebench-json")
     if not 0 <= max_dropped <= 1:
         _fail(f"--max-dropped is a share of the inputs, from 0 to 1; got {max_dropped}")
-    jobs = []
-    with pipeline.BuildReport(output / pipeline.REPORT) as report:
+    if annotator not in ("none", "openai"):
+        _fail(f"unknown annotator {annotator!r}; use none or openai")
+    if annotator == "openai" and not dry_run and not os.environ.get("OPENAI_API_KEY"):
+        _fail("--annotator openai needs OPENAI_API_KEY in the environment (--dry-run needs none)")
+    if free_conversations and annotator != "openai":
+        _fail("--free-conversations needs --annotator openai")
+    for option, value, least in (("--size", size, 16), ("--every", every, 1), ("--workers", workers, 0)):
+        if value < least:
+            _fail(f"{option} must be at least {least}, got {value}")
+    ratios = {"train": train, "dev": dev, "test": round(1 - train - dev, 6)}
+    sources: list[tuple[list, list[str]]] = []  # (jobs, problems) per source file
+    try:
+        check_ratios(ratios)
         if manifest:
             from dfa_bench.instruct.sources.manifest import read_manifest
 
             items, problems = read_manifest(manifest)
-            for problem in problems:
-                report.add(problem.split(": ")[0], "source", problem)
-            jobs.append(pipeline.jobs_from_manifest(items))
+            sources.append((pipeline.jobs_from_manifest(items), [(p.split(": ")[0], p) for p in problems]))
         for json_file in deepfakebench_json or []:
             from dfa_bench.instruct.sources.deepfakebench import read_deepfakebench_json
 
-            try:
-                entries, missing = read_deepfakebench_json(json_file, root or json_file.parent)
-            except ValidationError as exc:
-                _fail(str(exc))
-            for problem in missing:
-                report.add(problem.rsplit(": ", 1)[-1], "source", problem)
-            jobs.append(pipeline.jobs_from_deepfakebench(entries))
+            entries, missing = read_deepfakebench_json(json_file, root or json_file.parent)
+            sources.append((pipeline.jobs_from_deepfakebench(entries), [(p.rsplit(": ", 1)[-1], p) for p in missing]))
+    except (ValidationError, ValueError) as exc:
+        _fail(str(exc))
+    with pipeline.BuildReport(output / pipeline.REPORT) as report:
+        for _, problems in sources:
+            for item, problem in problems:
+                report.add(item, "source", problem)
+    jobs = [source_jobs for source_jobs, _ in sources]
     counts = pipeline.align_sources(chain(*jobs), output, size=size, workers=workers, every=every)
     typer.echo(f"aligned: {counts}")
     record_annotator = conversations = None
@@ -409,12 +406,7 @@ def data_build(
             from dfa_bench.instruct.conversations import ConversationGenerator
 
             conversations = ConversationGenerator(output / "work/conversation_cache", model=model, base_url=base_url)
-    elif annotator != "none":
-        _fail(f"unknown annotator {annotator!r}; use none or openai")
-    options = pipeline.FinishOptions(
-        ratios={"train": train, "dev": dev, "test": round(1 - train - dev, 6)}, seed=seed, name=name,
-        max_dropped=max_dropped,
-    )  # fmt: skip
+    options = pipeline.FinishOptions(ratios=ratios, seed=seed, name=name, max_dropped=max_dropped)
     try:
         summary = pipeline.finish_build(
             output, annotator=record_annotator, options=options, conversation_generator=conversations
@@ -465,9 +457,10 @@ def probe_train(
     ] = False,
 ) -> None:
     """Train the DF-D (2-way) and DF-C (5-way) linear heads on a frozen backbone's cached features."""
-    from dfa_bench.adapters.probe_training import train_probe
+    from dfa_bench.adapters.probe_training import check_optimizer, train_probe
 
     try:
+        check_optimizer(optimizer)  # before any feature is extracted
         summary = train_probe(
             data, output, backbone=backbone, split=split, images=images, epochs=epochs, seed=seed,
             batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer, balanced=balanced,

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from dfa_bench.cli_errors import fail as _fail
 from dfa_gpt.dev_eval import HIGHER_IS_BETTER
 from dfa_gpt.recipe import ANNOTATION_PRESETS, FULL_PRESET, Recipe
 
@@ -30,11 +31,6 @@ PRESETS = " | ".join(ANNOTATION_PRESETS)
 def sci(value: float) -> str:
     """2e-4, not 0.0002, in --help."""
     return f"{value:.0e}".replace("e-0", "e-")
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(code)
 
 
 def recipe_options(
@@ -313,9 +309,11 @@ def guard_command(
     """Can this base and recipe learn what only the image says? Trains on a planted-cue set (the category is a
     colour in two corners), in two stages as LLaVA does, and checks held-out DF-C ACC >= 0.90 and DF-D AUC >= 0.95;
     exit 1 when it fails."""
+    from dfa_bench.adapters.base import AdapterConfigError, local_path_or_hub_id
     from dfa_gpt.guard import run_guard
 
     try:
+        local_path_or_hub_id(base, arg="--base", adapter="dfa-gpt guard")  # before the planted set is written
         recipe = Recipe(
             epochs=epochs, per_device_batch_size=batch_size, lora_rank=lora_rank, lora_alpha=lora_alpha,
             learning_rate=lr, projector_lr=projector_lr, projector_init=projector_init, bf16=bf16,
@@ -329,7 +327,7 @@ def guard_command(
         result = run_guard(base, output, recipe, align=align, blind=blind, per_category=per_category,
                            heldout_per_category=per_category // 2,
                            image_size=image_size, **({"use_cpu": True} if cpu else {}))  # fmt: skip
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, AdapterConfigError) as exc:
         _fail(str(exc), 1)
     typer.echo(f"guard {result.describe()}; dev curve: {output / 'run' / 'dev_curve.png'}")
     raise typer.Exit(0 if result.passed else 1)

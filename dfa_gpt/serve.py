@@ -51,6 +51,21 @@ def findings_markdown(findings: list[Finding]) -> str:
     return "\n\n".join(parts)
 
 
+def upload_box(**kwargs: Any) -> Any:
+    """A gr.File whose upload reaches the handler as its path, with nothing else created on the server.
+
+    gradio's own File.preprocess (type="filepath", gradio 6.31 components/file.py) opens a
+    NamedTemporaryFile(delete=False) in the upload cache for every upload and never removes it: one empty
+    file left behind per upload. The upload is already a file in that cache; its path is all we need. The
+    method is replaced on the instance: a gr.File subclass would make gradio write a .pyi beside this module.
+    """
+    import gradio as gr
+
+    box = gr.File(type="filepath", **kwargs)
+    box.preprocess = lambda payload: None if payload is None else str(payload.path)
+    return box
+
+
 def build_app(analyst: Analyst, examples: list[Path] | None = None) -> Any:
     import gradio as gr
 
@@ -103,7 +118,7 @@ def build_app(analyst: Analyst, examples: list[Path] | None = None) -> Any:
         gr.Markdown("# DFA-GPT: interactive deepfake analysis\nUpload a face, press **Analyse**, then ask about it.")
         with gr.Row():
             with gr.Column(scale=1):
-                upload = gr.File(label="Face image", file_types=["image"], type="filepath", elem_id="upload")
+                upload = upload_box(label="Face image", file_types=["image"], elem_id="upload")
                 shown = gr.Image(label="Image", type="pil", interactive=False, elem_id="shown")
                 status = gr.Markdown(NO_IMAGE, elem_id="status")
                 analyse = gr.Button("Analyse", variant="primary", elem_id="analyse")

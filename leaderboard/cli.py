@@ -7,16 +7,13 @@ from typing import Annotated
 
 import typer
 
+from dfa_bench.cli_errors import check_outputs as _check_outputs
+from dfa_bench.cli_errors import fail as _fail
 from dfa_bench.schema import ValidationError
 
 app = typer.Typer(no_args_is_help=True, help="Leaderboard: entries, comparison tables, the paper's tables.")
 
 _FORMAT_HELP = "md, latex, html or csv (or png: the bar chart alone, needs --output)."
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(code)
 
 
 def _write_or_print(text: str, output: Path | None) -> None:
@@ -68,6 +65,7 @@ def render_command(
         _fail(f"unknown format {format!r}; use {', '.join(FORMATS)} or png")
     if format == "png" and output is None:
         _fail("--format png needs --output FILE")
+    _check_outputs({"--output": output, "--chart": chart})
     try:
         sort = sort_key_of(sort)
         read_config(leaderboard)
@@ -96,6 +94,7 @@ def paper_tables_command(
 
     if format not in ("md", "latex", "html"):
         _fail(f"unknown format {format!r}; use md, latex or html")
+    _check_outputs({"--output": output})
     measured = []
     if leaderboard is not None:
         try:
@@ -174,6 +173,10 @@ def submit_command(
         if not matches:
             _fail(f"unknown group {group!r}; use one of {', '.join(repr(g) for g in GROUPS)}")
         group = matches[0]
+    if model_name is not None and not model_name.strip():
+        _fail("--model-name is empty; give the name the leaderboard shows, or leave it out")
+    if max_file_mib is not None and not max_file_mib > 0:
+        _fail(f"--max-file-mib must be more than 0, got {max_file_mib}")
     try:
         count = parse_params(params) if params else None
     except ValueError as exc:

@@ -228,6 +228,8 @@ def init_leaderboard(leaderboard_dir: Path | str, bench_dir: Path | str) -> dict
     from dfa_bench.bench import read_bench
 
     leaderboard_dir = Path(leaderboard_dir)
+    if leaderboard_dir.exists() and not leaderboard_dir.is_dir():
+        raise ValidationError("--leaderboard must be a directory; this is a file", path=str(leaderboard_dir))
     bench = read_bench(bench_dir)
     config_path = leaderboard_dir / LEADERBOARD_FILE
     if config_path.exists():

@@ -1,16 +1,17 @@
-"""The bad-input corpus: every fault a user can feed the CLI gets a one-line error naming the file, line
-or item, the documented exit code (2: bad input, 1: a run that failed), no traceback, and no output
-left behind. Each case builds its input in a fixture from a fresh bench."""
+"""The bad-input corpus, part 1 (score, bench validate, eval): every fault a user can feed the CLI gets a
+one-line error naming the file, line or item, the documented exit code (2: bad input, 1: a run that
+failed), no traceback, and no output left behind (tests/bad_input.py runs each case; part 2 is
+tests/test_bad_input_commands.py)."""
 
 from __future__ import annotations
 
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from bad_input import Case, check_case
 from leaderboard_fixtures import make_eval_output
 from thirdparty_adapter import register
 from typer.testing import CliRunner
@@ -20,16 +21,6 @@ from dfa_bench.cli import app
 from dfa_bench.lmms_task import BENCH_ENV
 
 HUGE = "1" * 5000  # Python refuses to convert integers of more than 4300 digits
-
-
-@dataclass
-class Case:
-    """argv(tmp, bench) -> CLI arguments; `expect` must appear in the error; `code` the exit status."""
-
-    argv: Callable[[Path, Path], list[str]]
-    expect: Callable[[Path, Path], str]
-    code: int = 2
-    keep: tuple[str, ...] = ()  # outputs a failed run keeps on purpose (its record and resumable cache)
 
 
 def predictions(tmp: Path, raw: bytes) -> Path:
@@ -51,6 +42,35 @@ def line(qid: str = "syn000000:dfd", **fields) -> bytes:
 def score_with(tmp: Path, bench: Path, *extra: str) -> list[str]:
     """`score` of a one-line predictions file with these output options."""
     return ["score", "--bench", str(bench), "--predictions", str(predictions(tmp, line())), *extra]
+
+
+def edit_manifest(bench: Path, edit: Callable[[dict], object]) -> None:
+    manifest = json.loads((bench / "manifest.json").read_text())
+    edit(manifest)
+    (bench / "manifest.json").write_text(json.dumps(manifest))
+
+
+def edit_questions(bench: Path, edit: Callable[[list[str]], list[str]]) -> None:
+    """Edit questions.jsonl's lines and record the new sha256 in the manifest: only the content is wrong."""
+    path = bench / "questions.jsonl"
+    path.write_text("\n".join(edit(path.read_text().splitlines())) + "\n")
+    edit_manifest(bench, lambda m: m["files"].__setitem__("questions.jsonl", sha256_file(path)))
+
+
+def first_item(**fields) -> Callable[[list[str]], list[str]]:
+    return lambda lines: [json.dumps({**json.loads(lines[0]), **fields}), *lines[1:]]
+
+
+def validate(bench: Path) -> list[str]:
+    return ["bench", "validate", str(bench)]
+
+
+def with_bench_edit(edit: Callable[[Path], object], argv=validate) -> Callable[[Path, Path], list[str]]:
+    return lambda t, b: (edit(b), argv(b))[1]
+
+
+def score_one_line(raw: bytes) -> Callable[[Path, Path], list[str]]:
+    return lambda t, b: score_args(t, b, predictions(t, raw))
 
 
 def huge_manifest(tmp: Path, bench: Path) -> list[str]:
@@ -192,6 +212,76 @@ CASES = {
         lambda t, b: score_with(t, b, "--details", f"{t}/../work/predictions.jsonl"),
         lambda t, b: "--details is also --predictions",
     ),
+    # the bench's own files (score and bench validate read them the same way)
+    "bench manifest malformed": Case(
+        lambda t, b: ((b / "manifest.json").write_text("{"), score_args(t, b, predictions(t, line())))[1],
+        lambda t, b: f"{b}/manifest.json: malformed JSON",
+    ),
+    "bench manifest without files": Case(
+        with_bench_edit(lambda b: edit_manifest(b, lambda m: m.pop("files"))),
+        lambda t, b: f"{b}/manifest.json: field 'files'",
+    ),
+    "bench questions line malformed": Case(
+        with_bench_edit(lambda b: edit_questions(b, lambda lines: [*lines[:3], "{oops", *lines[3:]])),
+        lambda t, b: f"{b}/questions.jsonl:4: malformed JSON",
+    ),
+    "bench item of an unknown task": Case(
+        with_bench_edit(lambda b: edit_questions(b, first_item(task="xyz"))),
+        lambda t, b: f"{b}/questions.jsonl:1: field 'task': unknown task 'xyz'",
+    ),
+    "bench item of an unknown label": Case(
+        with_bench_edit(lambda b: edit_questions(b, first_item(label="maybe"))),
+        lambda t, b: f"{b}/questions.jsonl:1: field 'label': unknown label 'maybe'",
+    ),
+    "bench item of an unknown category": Case(
+        with_bench_edit(lambda b: edit_questions(b, first_item(category="XX"))),
+        lambda t, b: f"{b}/questions.jsonl:1: field 'category': unknown category 'XX'",
+    ),
+    "bench question_id twice": Case(
+        with_bench_edit(lambda b: edit_questions(b, lambda lines: [*lines, lines[0]])),
+        lambda t, b: "duplicate question_id 'syn000000:dfd' (first on line 1)",
+    ),
+    "bench questions edited, hash not updated": Case(
+        with_bench_edit(lambda b: (b / "questions.jsonl").write_text((b / "questions.jsonl").read_text() + "\n")),
+        lambda t, b: f"{b}/questions.jsonl: sha256 mismatch",
+    ),
+    "bench image missing": Case(
+        with_bench_edit(lambda b: Path(first_image(b)).unlink()),
+        lambda t, b: f"{b}/images/syn000000.png: file listed in the manifest is missing",
+    ),
+    "bench image edited, hash not updated": Case(
+        with_bench_edit(lambda b: Path(first_image(b)).write_bytes(Path(first_image(b)).read_bytes() + b"x")),
+        lambda t, b: f"{b}/images/syn000000.png: sha256 mismatch",
+    ),
+    # score: one bad predictions line
+    "response a number": Case(
+        score_one_line(line(response=3)),
+        lambda t, b: f"{t}/predictions.jsonl:1: field 'response': expected a string or null, got 3",
+    ),
+    "prediction a JSON array": Case(
+        score_one_line(b'["syn000000:dfd", "Yes"]\n'), lambda t, b: f"{t}/predictions.jsonl:1: expected a JSON object"
+    ),
+    "question_id a number": Case(
+        score_one_line(b'{"question_id": 5, "response": "Yes"}\n'),
+        lambda t, b: "field 'question_id': expected a non-empty string, got 5",
+    ),
+    "DF-D score a string": Case(
+        score_one_line(line(score="0.5")), lambda t, b: "field 'score': expected a finite number or null, got '0.5'"
+    ),
+    "DF-D score NaN": Case(
+        score_one_line(line().replace(b"}", b', "score": NaN}')),
+        lambda t, b: "field 'score': expected a finite number or null, got nan",
+    ),
+    "DF-D score true": Case(
+        score_one_line(line(score=True)), lambda t, b: "field 'score': expected a finite number or null, got True"
+    ),
+    "predictions with a byte-order mark": Case(
+        score_one_line(b"\xef\xbb\xbf" + line()),
+        lambda t, b: f"{t}/predictions.jsonl:1: malformed JSON: Unexpected UTF-8 BOM",
+    ),
+    "score --details is a directory": Case(
+        lambda t, b: score_with(t, b, "--details", str(t)), lambda t, b: f"{t}: --details is a directory"
+    ),
     "predictions file of 1 GiB (sparse)": Case(sparse_predictions, lambda t, b: "1024 MiB is more than predictions"),
     "predictions file is a FIFO": Case(fifo_predictions, lambda t, b: "not a regular file"),
     # bench validate, eval: every image inside the bench
@@ -215,6 +305,13 @@ CASES = {
     ),
     "eval --max-failures nonsense": Case(
         lambda t, b: eval_args(t, b, "--max-failures", "lots"), lambda t, b: "field 'max-failures'"
+    ),
+    "eval model arg given twice": Case(
+        lambda t, b: eval_args(t, b, "--model-args", "pretrained=x,threshold=0.0,threshold=1.0"),
+        lambda t, b: "model argument 'threshold' is given twice",
+    ),
+    "eval --max-failures below 0": Case(
+        lambda t, b: eval_args(t, b, "--max-failures", "-1"), lambda t, b: "field 'max-failures'"
     ),
     "eval bench missing": Case(
         lambda t, b: eval_args(t, t / "no-bench"), lambda t, b: f"{t}/no-bench/manifest.json: bench manifest not found"
@@ -240,30 +337,10 @@ CASES = {
 }
 
 
-def files_under(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")}
-
-
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_gets_a_clear_error(name, bench_dir, tmp_path, monkeypatch):
     monkeypatch.setenv(BENCH_ENV, "")
-    case = CASES[name]
-    work = tmp_path / "work"
-    work.mkdir()
-    argv = case.argv(work, bench_dir)
-    before = files_under(tmp_path)
-    result = CliRunner().invoke(app, argv)
-    error = result.stderr.strip().splitlines()[-1]  # after any progress bars and log lines of a run
-    assert result.exit_code == case.code, (result.exit_code, result.output, result.exception)
-    assert "Traceback" not in result.output
-    assert all(not ln.startswith("error") for ln in result.stderr.strip().splitlines()[:-1])  # one error line
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert case.expect(work, bench_dir) in error, error
-    assert error.startswith("error: "), error
-    left = {f for f in files_under(tmp_path) - before if not any(f.startswith(f"work/{k}") for k in case.keep)}
-    assert left == set(), left
-    assert not list(work.glob("out/**/metrics.json")) and not list(work.glob("out/predictions.jsonl"))
-    assert not list(work.glob("out/**/*_results.json"))  # lmms-eval's results of a failed run are removed
+    check_case(CASES[name], bench_dir, tmp_path)
 
 
 def test_null_and_empty_responses_are_counted_and_warned(bench_dir, tmp_path):

@@ -105,3 +105,27 @@ def test_upload_analyse_chat_and_a_corrupt_upload(server, driver, tmp_path):
 
     driver.find_element(By.CSS_SELECTOR, ".gallery-item, [data-testid='examples'] tbody tr, .examples button").click()
     wait.until(lambda d: "Image: " in text("status") and "face.png" not in text("status"))  # an example image
+
+
+def test_uploads_leave_nothing_but_the_uploads_behind(tmp_path, monkeypatch):
+    """gradio's stock File left an empty temporary file in the upload cache per upload (issue 24)."""
+    from gradio_client import Client, handle_file
+
+    cache = tmp_path / "gradio"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
+    face = tmp_path / "face.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(face)
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(face.read_bytes()[:80])
+    app = build_app(analyst=None)  # an upload runs no model
+    port = free_port()
+    launch(app, host="127.0.0.1", port=port, block=False)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        statuses = [client.predict(handle_file(str(p)), None, api_name="/on_upload")[2] for p in (face, face, corrupt)]
+    finally:
+        app.close()
+    assert statuses[:2] == ["Image: face.png (40 x 40)"] * 2 and statuses[2].startswith("**Cannot use corrupt.png:**")
+    left = sorted(p for p in cache.rglob("*") if p.is_file())
+    assert [p for p in left if p.stat().st_size == 0] == []
+    assert sorted(p.name for p in left if p.suffix == ".png") == ["corrupt.png", "face.png"]  # content-addressed

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import pytest
+
 from dfa_bench.instruct.sources.manifest import read_manifest
+from dfa_bench.schema import ValidationError
 
 
 def test_reads_good_rows_and_reports_bad_ones(tmp_path):
@@ -32,10 +35,10 @@ def test_reads_good_rows_and_reports_bad_ones(tmp_path):
     assert problems[0].startswith(f"{tmp_path / 'm.csv'}:5:")
 
 
-def test_missing_columns_are_reported(tmp_path):
+def test_a_header_without_required_columns_refuses_the_manifest(tmp_path):
     (tmp_path / "m.csv").write_text("path,label\nx.png,bona_fide\n")
-    items, problems = read_manifest(tmp_path / "m.csv")
-    assert items == [] and "missing columns ['category', 'technique', 'identity']" in problems[0]
+    with pytest.raises(ValidationError, match=r"m.csv:1: missing columns category, technique, identity \("):
+        read_manifest(tmp_path / "m.csv")
 
 
 def test_a_description_column_gives_forgeries_their_ad_reference(tmp_path):

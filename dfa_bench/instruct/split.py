@@ -39,6 +39,12 @@ def identities_of(record: dict) -> list[str]:
     return [record["identity"], *record.get("related_identities", [])]
 
 
+def check_ratios(ratios: dict[str, float]) -> dict[str, float]:
+    if not ratios or any(r < 0 for r in ratios.values()) or abs(sum(ratios.values()) - 1) > 1e-6:
+        raise ValueError(f"split ratios must be non-negative and sum to 1, got {ratios}")
+    return ratios
+
+
 def plan_split(
     identity_lists: Iterable[list[str]], ratios: dict[str, float] | None = None, *, seed: int = 0
 ) -> tuple[dict[str, str], dict]:
@@ -47,9 +53,7 @@ def plan_split(
     Memory grows with the number of identities, not records, so this streams over any source.
     Returns ({identity: split}, split file dict recording which identities went where).
     """
-    ratios = dict(ratios or DEFAULT_RATIOS)
-    if not ratios or any(r < 0 for r in ratios.values()) or abs(sum(ratios.values()) - 1) > 1e-6:
-        raise ValueError(f"split ratios must be non-negative and sum to 1, got {ratios}")
+    ratios = check_ratios(dict(ratios or DEFAULT_RATIOS))
     links = UnionFind()
     records_of: dict[str, int] = defaultdict(int)  # per first identity; summed per group below
     for first, *others in identity_lists:

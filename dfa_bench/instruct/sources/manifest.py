@@ -14,7 +14,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dfa_bench.schema import CATEGORIES, LABELS, label_of
+from dfa_bench.schema import CATEGORIES, LABELS, ValidationError, label_of
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
 NEEDS_SOURCE = frozenset({"face_swapping", "face_reenactment", "face_editing"})
@@ -39,16 +39,30 @@ class SourceItem:
 
 
 def read_manifest(manifest: Path | str) -> tuple[list[SourceItem], list[str]]:
-    """(items, problems): one problem line per rejected row, naming the manifest line and reason."""
+    """(items, problems): one problem line per rejected row, naming the manifest line and reason.
+
+    A manifest that cannot be read, or whose header lacks a required column, raises ValidationError: no row
+    of it could be read."""
     manifest = Path(manifest)
     root = manifest.parent
     items: list[SourceItem] = []
     problems: list[str] = []
+    if not manifest.is_file():
+        why = "is a directory" if manifest.is_dir() else "file not found"
+        raise ValidationError(f"manifest {why}", path=str(manifest))
     with open(manifest, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        missing_columns = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        try:
+            header = reader.fieldnames or []
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise ValidationError(f"unreadable CSV header: {exc}", path=str(manifest), line=1) from None
+        missing_columns = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing_columns:
-            return [], [f"{manifest}:1: missing columns {missing_columns}"]
+            raise ValidationError(
+                f"missing columns {', '.join(missing_columns)} (a manifest has {', '.join(REQUIRED_COLUMNS)})",
+                path=str(manifest),
+                line=1,
+            )
         for row in reader:
             line = reader.line_num
             where = f"{manifest}:{line}"
