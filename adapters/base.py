@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,42 +28,17 @@ from lmms_eval.api.model import lmms
 from loguru import logger
 
 from dfa_bench.adapters.first_token import forgery_probability  # noqa: F401  (adapters import it from here)
+from dfa_bench.contract import (  # noqa: F401  (re-exported: an adapter author imports DFAAdapter, Query, Answer here)
+    AdapterConfigError,
+    Answer,
+    Query,
+    as_bool,
+    local_path_or_hub_id,
+)
 from dfa_bench.environment import MODEL_ARGS, weights_stamp
 from dfa_bench.responses import ResponseCache, cache_key, item_identity
 
 CACHE_DIR_ENV = "DFA_BENCH_RESPONSES_DIR"
-
-
-@dataclass
-class Query:
-    question_id: str
-    task: str  # "dfd", "dfc" or "ad" (or the lmms-eval task name for foreign tasks)
-    prompt: str  # the text lmms-eval built with doc_to_text (no <image> token: adapters place the image)
-    images: list  # PIL images
-    doc: dict  # the question item: polarity (dfd), options (dfc), ...
-    gen_kwargs: dict
-
-
-@dataclass
-class Answer:
-    response: str
-    score: float | None = None  # DF-D only: probability that the face is forged
-    usage: dict[str, int] = field(default_factory=dict)  # {"input_tokens", "output_tokens"} where known
-    error: str | None = None
-
-
-class AdapterConfigError(RuntimeError):
-    """A fault of the whole run (wrong key, unknown model): stops it instead of failing every item."""
-
-
-def local_path_or_hub_id(value: str, *, arg: str, adapter: str) -> str:
-    """`value` unchanged; AdapterConfigError when it is meant as a local path (absolute, ./, ../, ~, or
-    more than one /) and nothing is there. transformers would report it as a malformed hub repo id."""
-    path = Path(value).expanduser()
-    meant_local = value.startswith(("/", "~", ".")) or value.count("/") > 1
-    if meant_local and not path.exists():
-        raise AdapterConfigError(f"{adapter}: {arg}={value}: no such file or directory (a hub id looks like org/name)")
-    return value
 
 
 def launch_ranks() -> tuple[int, int, int]:
@@ -97,16 +71,12 @@ def truncate_at_stops(text: str, until: list[str]) -> str:
     return text[:cut]
 
 
-def as_bool(value: Any) -> bool:
-    """A model_args flag: lmms-eval passes True/False for `True`/`False`, strings otherwise."""
-    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
 class DFAAdapter(lmms):
     """Base of every `dfa_*` model. Subclasses implement `answer` and set `self.fingerprint`."""
 
     is_simple = True
     name = "dfa_adapter"
+    dfa_bench_adapter = True  # contract.is_dfa_adapter
 
     def __init__(
         self,

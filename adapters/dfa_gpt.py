@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dfa_bench.adapters.base import AdapterConfigError
 from dfa_bench.adapters.llava import DFALlava
+from dfa_bench.contract import AdapterConfigError
 
 
 def run_base(run: Path) -> str:

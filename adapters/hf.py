@@ -22,15 +22,7 @@ from typing import Any
 import torch
 from loguru import logger
 
-from dfa_bench.adapters.base import (
-    AdapterConfigError,
-    Answer,
-    DFAAdapter,
-    Query,
-    as_bool,
-    local_path_or_hub_id,
-    truncate_at_stops,
-)
+from dfa_bench.adapters.base import DFAAdapter, truncate_at_stops
 from dfa_bench.adapters.first_token import (  # noqa: F401  (answer_token_ids: part of this module's API)
     answer_token_ids,
     first_token_ids,
@@ -40,6 +32,7 @@ from dfa_bench.adapters.first_token import (  # noqa: F401  (answer_token_ids: p
     two_way_probability,
     yes_probability,
 )
+from dfa_bench.contract import AdapterConfigError, Answer, Query, as_bool, local_path_or_hub_id
 from dfa_bench.templates import dfd_answer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

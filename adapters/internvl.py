@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from loguru import logger
 
-from dfa_bench.adapters.base import Answer, Query, as_bool
 from dfa_bench.adapters.hf import DFAHF, truncate_at_stops
+from dfa_bench.contract import Answer, Query, as_bool
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -25,14 +25,14 @@ from typing import Any
 
 from loguru import logger
 
-from dfa_bench.adapters.base import as_bool
 from dfa_bench.adapters.hf import DFAHF
-from dfa_bench.tiny_models import VICUNA_CHAT_TEMPLATE
+from dfa_bench.chat_templates import VICUNA_CHAT_TEMPLATE
+from dfa_bench.contract import as_bool
 
 
 def lora_digest(lora: str) -> str | None:
     """sha256 over a peft adapter directory's weight files (None for a hub id)."""
-    from dfa_bench.bench import sha256_file
+    from dfa_bench.io import sha256_file
 
     files = sorted(Path(lora).glob("adapter_model*")) if Path(lora).is_dir() else []
     return hashlib.sha256("".join(sha256_file(f) for f in files).encode()).hexdigest() if files else None

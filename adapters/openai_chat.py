@@ -32,16 +32,10 @@ from urllib.parse import urlsplit
 
 from loguru import logger
 
-from dfa_bench.adapters.base import (
-    AdapterConfigError,
-    Answer,
-    DFAAdapter,
-    Query,
-    as_bool,
-    forgery_probability,
-    truncate_at_stops,
-)
-from dfa_bench.instruct.annotate import cost_usd, data_url, map_bounded, openai_client, prices_for
+from dfa_bench.adapters.base import DFAAdapter, forgery_probability, truncate_at_stops
+from dfa_bench.concurrency import bounded_map_per_item
+from dfa_bench.contract import AdapterConfigError, Answer, Query, as_bool
+from dfa_bench.openai_api import cost_usd, data_url, openai_client, prices_for
 
 DETAILS = ("auto", "low", "high")
 IMAGE_MIME = {"png": "image/png", "jpeg": "image/jpeg"}
@@ -202,7 +196,7 @@ class DFAOpenAI(DFAAdapter):
 
     def answer(self, queries: list[Query]) -> list[Answer]:
         answers = []
-        for _, answer, error in map_bounded(self._ask, queries, min(self.concurrency, len(queries))):
+        for _, answer, error in bounded_map_per_item(self._ask, queries, min(self.concurrency, len(queries))):
             answers.append(answer if error is None else Answer("", error=self._scrub(error)))
         if self._fatal:  # every further item would fail the same way: stop the run (answers so far are cached)
             raise AdapterConfigError(f"{self.name}: {self._fatal}")

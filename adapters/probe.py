@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from dfa_bench.adapters.base import Answer, DFAAdapter, Query
+from dfa_bench.adapters.base import DFAAdapter
 from dfa_bench.adapters.probe_features import make_backbone
 from dfa_bench.adapters.probe_training import HEAD_FORMAT, HEAD_META, HEAD_WEIGHTS, HEADS, predict_proba
+from dfa_bench.contract import Answer, Query
 from dfa_bench.schema import CATEGORIES, LABELS
 from dfa_bench.templates import dfc_answer, dfd_answer
 

@@ -24,8 +24,7 @@ import numpy as np
 import torch
 from loguru import logger
 
-from dfa_bench.bench import sha256_file
-from dfa_bench.io import atomic_open
+from dfa_bench.io import atomic_open, sha256_file
 from dfa_bench.schema import ValidationError
 
 # Bump when preprocessing or pooling changes: it is part of the backbone id, so stale cached features

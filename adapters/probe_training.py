@@ -25,8 +25,7 @@ from dfa_bench.adapters.probe_features import (
     make_backbone,
     resolve_training_data,
 )
-from dfa_bench.bench import sha256_file
-from dfa_bench.io import atomic_write_bytes, iter_jsonl, write_json
+from dfa_bench.io import atomic_write_bytes, iter_jsonl, sha256_file, write_json
 from dfa_bench.schema import CATEGORIES, LABELS, ValidationError, validate_record
 
 HEAD_FORMAT = "dfa-probe-head/1"

@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # gpu_lora_train_speed
 def processor_for(config, image_size: int, patch_size: int):
     from transformers import CLIPImageProcessor, LlavaProcessor
 
-    from dfa_bench.tiny_models import VICUNA_CHAT_TEMPLATE, build_tokenizer
+    from dfa_bench.chat_templates import VICUNA_CHAT_TEMPLATE
+    from dfa_bench.tiny_models import build_tokenizer
 
     tokenizer = build_tokenizer()
     image_processor = CLIPImageProcessor(

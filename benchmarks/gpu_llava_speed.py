@@ -77,7 +77,7 @@ def build_tokenizer(base_vocab: int):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from dfa_bench.tiny_models import VICUNA_CHAT_TEMPLATE
+    from dfa_bench.chat_templates import VICUNA_CHAT_TEMPLATE
 
     tokenizer = Tokenizer(models.BPE(unk_token=None))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -123,7 +123,7 @@ def build_checkpoint(output: Path, size: str, device: str, dtype_name: str, seed
     import torch
     from transformers import CLIPImageProcessor, LlavaForConditionalGeneration, LlavaProcessor
 
-    from dfa_bench.tiny_models import VICUNA_CHAT_TEMPLATE
+    from dfa_bench.chat_templates import VICUNA_CHAT_TEMPLATE
 
     spec = SIZES[size]
     image = spec["vision"]["image_size"]

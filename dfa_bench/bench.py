@@ -6,7 +6,6 @@ problem with an error that names the file, line and field. Nothing is silently s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -18,7 +17,7 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 from dfa_bench import __version__
-from dfa_bench.io import iter_jsonl, read_json, write_jsonl
+from dfa_bench.io import iter_jsonl, read_json, sha256_file, write_jsonl
 from dfa_bench.schema import CATEGORIES, TASKS, ValidationError, validate_question, validate_record
 from dfa_bench.templates import question_items
 
@@ -26,11 +25,6 @@ MANIFEST = "manifest.json"
 QUESTIONS = "questions.jsonl"
 IMAGES = "images"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def sha256_file(path: Path | str) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 @dataclass

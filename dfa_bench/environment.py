@@ -13,7 +13,7 @@ import json
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from dfa_bench.bench import sha256_file
+from dfa_bench.io import sha256_file
 
 PACKAGES = ("dfa-bench", "lmms-eval", "transformers", "torch", "peft", "accelerate")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx", ".npz", ".msgpack", ".h5")

@@ -172,10 +172,9 @@ def model_class(model: str) -> type:
 
 def uses_dfa_adapter(model: str) -> bool:
     """Whether `model` is a DFAAdapter (ours or a third party's): decided by class, not by name."""
-    from dfa_bench.adapters.base import DFAAdapter
+    from dfa_bench.contract import is_dfa_adapter
 
-    cls = model_class(model)
-    return isinstance(cls, type) and issubclass(cls, DFAAdapter)
+    return is_dfa_adapter(model_class(model))
 
 
 @dataclass

@@ -3,6 +3,7 @@ leaves a half-written file in place of a good one."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -12,6 +13,12 @@ from pathlib import Path
 from typing import IO
 
 from dfa_bench.schema import ValidationError
+
+
+def sha256_file(path: Path | str) -> str:
+    """The sha256 of a file's bytes, read in chunks: what manifests, run records and caches identify files by."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def parse_json(data: str | bytes, *, path: str, line: int | None = None) -> object:

@@ -9,16 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# The llava-hf 1.5 chat template (Vicuna style), which lmms-eval's llava_hf also falls back to.
-VICUNA_CHAT_TEMPLATE = (
-    "{% for message in messages %}{% if message['role'] == 'user' %}USER: "
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
-    "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}"
-    "{% endif %} {% else %}ASSISTANT: {% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}"
-    "{% endif %}</s>{% endif %}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
-)
+from dfa_bench.chat_templates import VICUNA_CHAT_TEMPLATE
+
 _CORPUS = [
     "Yes. This face image is forged.",
     "No. This face image is a bona fide, unmanipulated face.",

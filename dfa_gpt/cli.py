@@ -156,7 +156,7 @@ def train_command(
         eval_steps=eval_steps, eval_limit=eval_limit or None, keep_best=keep_best, projector_init=projector_init,
         projector=projector, stage=stage, first_token_weight=first_token_weight,
     )  # fmt: skip
-    from dfa_bench.adapters.base import AdapterConfigError
+    from dfa_bench.contract import AdapterConfigError
     from dfa_bench.schema import ValidationError
     from dfa_gpt.dataset import MismatchLimitExceeded
     from dfa_gpt.train import RunExistsError, train
@@ -257,7 +257,7 @@ def ablation_command(
     unknown = [p for p in chosen if p not in ANNOTATION_PRESETS]
     if unknown or not chosen:
         _fail(f"--presets {presets!r}: use a comma-separated list of {PRESETS}")
-    from dfa_bench.adapters.base import AdapterConfigError
+    from dfa_bench.contract import AdapterConfigError
     from dfa_bench.evaluate import EvaluationFailed
     from dfa_bench.leaderboard.files import SubmissionRejected
     from dfa_bench.leaderboard.paper import paper_table_rows
@@ -309,7 +309,7 @@ def guard_command(
     """Can this base and recipe learn what only the image says? Trains on a planted-cue set (the category is a
     colour in two corners), in two stages as LLaVA does, and checks held-out DF-C ACC >= 0.90 and DF-D AUC >= 0.95;
     exit 1 when it fails."""
-    from dfa_bench.adapters.base import AdapterConfigError, local_path_or_hub_id
+    from dfa_bench.contract import AdapterConfigError, local_path_or_hub_id
     from dfa_gpt.guard import run_guard
 
     try:
@@ -362,7 +362,7 @@ MaxNewTokensOpt = Annotated[int, Opt(help="Longest chat reply, in tokens.")]
 
 
 def _load_analyst(model: str, model_args: str) -> Any:
-    from dfa_bench.adapters.base import AdapterConfigError
+    from dfa_bench.contract import AdapterConfigError
     from dfa_bench.evaluate import parse_model_args
     from dfa_bench.schema import ValidationError
     from dfa_gpt.interactive import Analyst, load_adapter

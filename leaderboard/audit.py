@@ -29,12 +29,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dfa_bench.bench import read_bench
+from dfa_bench.contract import Query, is_dfa_adapter
 from dfa_bench.environment import package_versions
 from dfa_bench.evaluate import parse_model_args, redact_model_args
 from dfa_bench.imaging import load_rgb
 from dfa_bench.io import iter_jsonl
 from dfa_bench.leaderboard.entries import answers_path, bench_path, entry_path, read_config, read_entry, write_entry
-from dfa_bench.lmms_task import doc_to_text, task_generation_kwargs
 from dfa_bench.parsing import parse
 from dfa_bench.rouge import rouge_l
 from dfa_bench.schema import UNPARSEABLE, ValidationError
@@ -103,11 +103,10 @@ def agrees(item: dict, new: str, old: str | None) -> bool:
 
 def load_adapter(model: str, model_args: dict) -> object:
     """The claimed model through its lmms-eval adapter class, which must be a DFA adapter (ours or a subclass)."""
-    from dfa_bench.adapters.base import DFAAdapter
     from dfa_bench.evaluate import model_class
 
     cls = model_class(model)
-    if not issubclass(cls, DFAAdapter):
+    if not is_dfa_adapter(cls):
         raise ValidationError(f"--model {model}: an audit asks through a DFA adapter (dfa_*, or a DFAAdapter subclass)")
     return cls(**model_args)
 
@@ -124,8 +123,6 @@ def audit_entry(
 ) -> dict:
     """Audit one entry and write the result into it; returns the audit record. `seed`: None draws a fresh one
     (recorded, so the audit can be repeated)."""
-    from dfa_bench.adapters.base import Query
-
     path = entry_path(leaderboard_dir, name)
     if not path.is_file():
         raise ValidationError(f"no entry named {name!r} on this leaderboard", path=str(path))
@@ -144,11 +141,7 @@ def audit_entry(
         task_items = [i for i in chosen if i["task"] == task]
         for start in range(0, len(task_items), batch_size):
             batch = task_items[start : start + batch_size]
-            queries = [
-                Query(i["question_id"], task, doc_to_text(i), [load_rgb(bench.image_path(i))], i,
-                      task_generation_kwargs(task))
-                for i in batch
-            ]  # fmt: skip
+            queries = [Query.for_item(i, [load_rgb(bench.image_path(i))]) for i in batch]
             for item, answer in zip(batch, adapter.answer(queries)):
                 submitted = answers[item["question_id"]]
                 if not agrees(item, answer.response, submitted["response"]):

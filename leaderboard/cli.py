@@ -125,7 +125,7 @@ def audit_command(
     batch_size: Annotated[int, typer.Option(help="Questions per model call.")] = 8,
 ) -> None:
     """Re-ask a random sample of an entry's questions with the model it claims; record verified or failed."""
-    from dfa_bench.adapters.base import AdapterConfigError
+    from dfa_bench.contract import AdapterConfigError
     from dfa_bench.leaderboard.audit import audit_entry
 
     if sample < 1 or batch_size < 1:

@@ -30,9 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dfa_bench import __version__
-from dfa_bench.bench import Bench, read_bench, sha256_file
+from dfa_bench.bench import Bench, read_bench
 from dfa_bench.evaluate import RESPONSES_FILE, TASK_PREFIX, redact_model_args
-from dfa_bench.io import atomic_write_bytes
+from dfa_bench.io import atomic_write_bytes, sha256_file
 from dfa_bench.leaderboard.entries import (
     ABSTAIN,
     ANNOTATIONS,

@@ -11,7 +11,8 @@ from test_adapter_hf import answer_in_batches, make_queries
 
 from dfa_bench.adapters.base import Query
 from dfa_bench.adapters.llava import DFALlava
-from dfa_bench.tiny_models import VICUNA_CHAT_TEMPLATE, build_tiny_llava
+from dfa_bench.chat_templates import VICUNA_CHAT_TEMPLATE
+from dfa_bench.tiny_models import build_tiny_llava
 
 ARGS = "dtype=float32,device=cpu"
 

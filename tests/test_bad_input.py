@@ -16,8 +16,9 @@ from leaderboard_fixtures import make_eval_output
 from thirdparty_adapter import register
 from typer.testing import CliRunner
 
-from dfa_bench.bench import read_bench, sha256_file
+from dfa_bench.bench import read_bench
 from dfa_bench.cli import app
+from dfa_bench.io import sha256_file
 from dfa_bench.lmms_task import BENCH_ENV
 
 HUGE = "1" * 5000  # Python refuses to convert integers of more than 4300 digits

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dfa_bench.bench import build_bench, read_bench, sha256_file
+from dfa_bench.bench import build_bench, read_bench
+from dfa_bench.io import sha256_file
 from dfa_bench.schema import ValidationError
 
 

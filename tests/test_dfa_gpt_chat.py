@@ -13,6 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from dfa_bench.adapters.base import Query
+from dfa_bench.lmms_task import task_generation_kwargs
 from dfa_bench.parsing import parse
 from dfa_bench.templates import dfc_question, dfd_question
 from dfa_bench.tiny_models import build_tiny_llava
@@ -24,7 +25,6 @@ from dfa_gpt.interactive import (
     Conversation,
     load_adapter,
     load_image,
-    task_generation_kwargs,
 )
 
 ARGS = "device=cpu,dtype=float32"

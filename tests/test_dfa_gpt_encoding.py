@@ -6,7 +6,8 @@ import pytest
 from dfa_gpt_fixtures import make_training_data
 from transformers import AutoProcessor
 
-from dfa_bench.tiny_models import VICUNA_CHAT_TEMPLATE, build_tiny_llava
+from dfa_bench.chat_templates import VICUNA_CHAT_TEMPLATE
+from dfa_bench.tiny_models import build_tiny_llava
 from dfa_gpt.data import BadSampleReport, load_entries
 from dfa_gpt.dataset import Collator, MismatchLimitExceeded, TrainingSet
 from dfa_gpt.encoding import IGNORE_INDEX, TokenizationMismatch, encode, image_token_count

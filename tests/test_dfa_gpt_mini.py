@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from dfa_bench.adapters.probe_features import efficientnet_lite0_weights as effnet_weights
-from dfa_bench.bench import sha256_file
+from dfa_bench.io import sha256_file
 from dfa_gpt.mini import (
     CHAT_TEMPLATE,
     GGUF_FILE,

@@ -10,9 +10,10 @@ from loguru import logger
 from PIL import Image
 from thirdparty_adapter import ImageMeanAdapter, register
 
-from dfa_bench.bench import build_bench, sha256_file
+from dfa_bench.bench import build_bench
 from dfa_bench.evaluate import EvaluationFailed, parse_max_failures, run_eval, uses_dfa_adapter
 from dfa_bench.instruct.synthetic import make_source
+from dfa_bench.io import sha256_file
 from dfa_bench.lmms_task import BENCH_ENV
 from dfa_bench.responses import read_responses
 from dfa_bench.schema import ValidationError

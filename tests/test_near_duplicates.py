@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dfa_bench.bench import sha256_file
 from dfa_bench.instruct.faces import FaceAligner
 from dfa_bench.instruct.mini import augment, locate, photo_specs
 from dfa_bench.instruct.near_duplicates import THRESHOLD, best_match, copies_across_splits
+from dfa_bench.io import sha256_file
 
 
 @pytest.fixture(scope="module")

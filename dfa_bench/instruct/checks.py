@@ -23,7 +23,7 @@ class UnusableBuild(ValidationError):
 
 
 def _image_digests(out: Path, split: str) -> dict[str, str]:
-    from dfa_bench.bench import sha256_file
+    from dfa_bench.io import sha256_file
 
     return {sha256_file(out / r["image"]): r["record_id"] for _, r in iter_jsonl(out / f"records/{split}.jsonl")}
 

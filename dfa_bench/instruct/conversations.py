@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from dfa_bench.instruct.annotate import OpenAIJob, json_digest
+from dfa_bench.openai_api import OpenAIJob, json_digest
 from dfa_bench.schema import CATEGORY_EXPLANATIONS, CATEGORY_NAMES
 
 PROMPT_FC = (

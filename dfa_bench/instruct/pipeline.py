@@ -22,13 +22,14 @@ import hashlib
 import io
 import json
 import os
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
+from dfa_bench.concurrency import bounded_map
 from dfa_bench.instruct.checks import (  # noqa: F401  (UnusableBuild, check_splits_do_not_leak: this module's API too)
     DEFAULT_MAX_DROPPED,
     HELD_OUT,
@@ -204,19 +205,6 @@ def _executor(workers: int, size: int, threads: int):
     return ProcessPoolExecutor(
         workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(size, threads)
     )
-
-
-def bounded_map(fn: Callable, items: Iterable, executor, window: int) -> Iterator:
-    """executor.map with at most `window` tasks in flight (a huge input is never queued whole), in input
-    order, so the journal and everything built from it come out the same with any number of workers."""
-    pending: deque[Future] = deque()
-    items = iter(items)
-    for item in items:
-        pending.append(executor.submit(fn, item))
-        if len(pending) >= window:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
 
 
 def _done_keys(out: Path) -> set[str]:
