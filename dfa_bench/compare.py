@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dfa_bench.io import iter_jsonl, read_json
 from dfa_bench.metrics import BOOTSTRAP_RESAMPLES, bootstrap_ci
+from dfa_bench.rundir import read_run
 from dfa_bench.schema import ValidationError
 
-RUN_FILE, DETAILS_FILE = "run.json", "details.jsonl"
 # metric name -> (task, the per-item value in details.jsonl)
 COMPARED = {"dfd_acc": ("dfd", "correct"), "dfc_acc": ("dfc", "correct"), "ad_rouge_l": ("ad", "rouge_l")}
 LABELS = {"dfd_acc": "DF-D ACC", "dfc_acc": "DF-C ACC", "ad_rouge_l": "AD ROUGE-L"}
@@ -68,26 +67,6 @@ def paired_test(
     if a.dtype == bool:
         return ci, mcnemar_exact(a, b), "McNemar exact"
     return ci, p_bootstrap, "paired bootstrap"
-
-
-def read_run(run: Path | str) -> tuple[dict, dict[str, dict]]:
-    """(run.json, {question_id: judged row}) of a `dfa-bench eval` output directory."""
-    run = Path(run)
-    for name in (RUN_FILE, DETAILS_FILE):
-        if not (run / name).is_file():
-            raise ValidationError(f"no {name}: not a finished `dfa-bench eval` output directory", path=str(run))
-    info = read_json(run / RUN_FILE)
-    if not isinstance(info, dict) or not isinstance(info.get("bench_manifest_sha256"), str):
-        raise ValidationError("expected a JSON object with bench_manifest_sha256", path=str(run / RUN_FILE))
-    rows: dict[str, dict] = {}
-    for line, row in iter_jsonl(run / DETAILS_FILE):
-        where = {"path": str(run / DETAILS_FILE), "line": line}
-        if not isinstance(row, dict) or not isinstance(row.get("question_id"), str):
-            raise ValidationError("expected a JSON object with a question_id", **where)
-        if row["question_id"] in rows:
-            raise ValidationError(f"question_id {row['question_id']!r} repeats", **where)
-        rows[row["question_id"]] = row
-    return info, rows
 
 
 def compare_runs(run_a: Path | str, run_b: Path | str, *, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES) -> dict:

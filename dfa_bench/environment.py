@@ -47,17 +47,29 @@ def _weight_files(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES) if path.is_dir() else []
 
 
+def lora_base(path: Path) -> str | None:
+    """The base a LoRA adapter directory was trained on, by PEFT's convention (adapter_config.json's
+    base_model_name_or_path; a DFA-GPT run writes it as its dfa_gpt_run.json does). None: not an adapter."""
+    config = path / "adapter_config.json"
+    if not config.is_file():
+        return None
+    try:
+        base = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(base) if base else None
+
+
 def weights_stamp(value: str) -> list | None:
     """A cheap stamp of the weights a model argument names: (name, size, mtime_ns) of each weight file, and the
-    base of a DFA-GPT run. Weights replaced at the same path get a new stamp without hashing gigabytes: what the
+    base of a LoRA adapter. Weights replaced at the same path get a new stamp without hashing gigabytes: what the
     response cache keys answers by (run.json's weights_sha256 is the full identity). None: not a local path."""
     path = Path(value).expanduser()
     if not path.exists():
         return None
     stamp: list = [[f.name, (st := f.stat()).st_size, st.st_mtime_ns] for f in _weight_files(path)]
-    run_file = path / "dfa_gpt_run.json"
-    if run_file.is_file():
-        stamp.append(["base", weights_stamp(str(json.loads(run_file.read_text(encoding="utf-8"))["base"]))])
+    if (base := lora_base(path)) is not None:
+        stamp.append(["base", weights_stamp(base)])
     return stamp
 
 
@@ -66,9 +78,8 @@ def identity(value: str) -> dict:
     path = Path(value).expanduser()
     if path.exists():
         out: dict = {"path": str(path.resolve()), "weights_sha256": weights_sha256(path)}
-        run_file = path / "dfa_gpt_run.json"
-        if run_file.is_file():  # a DFA-GPT run: its LoRA above, the base it was trained on here
-            out["base"] = identity(str(json.loads(run_file.read_text(encoding="utf-8"))["base"]))
+        if (base := lora_base(path)) is not None:  # a LoRA (a DFA-GPT run): the adapter above, its base here
+            out["base"] = identity(base)
         return out
     if value.count("/") == 1 and not value.startswith((".", "/", "~")):  # org/name
         return {"hub_id": value, "revision": _cached_revision(value)}

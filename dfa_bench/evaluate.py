@@ -20,14 +20,20 @@ from pathlib import Path
 
 from dfa_bench.bench import read_bench
 from dfa_bench.environment import model_identity, package_versions
-from dfa_bench.io import write_json, write_jsonl
 from dfa_bench.lmms_task import BENCH_ENV, METRICS
 from dfa_bench.responses import merge_rank_files, read_responses
+from dfa_bench.rundir import (
+    LMMS_DIR,
+    RESPONSES_FILE,
+    carry_probabilities,
+    clear_results,
+    record_failure,
+    write_results,
+)
 from dfa_bench.schema import TASKS, ValidationError
 from dfa_bench.scoring import score_predictions
 
 TASK_PREFIX = "dfa_bench_"
-RESPONSES_FILE = "responses.jsonl"  # our adapters' response cache, next to the results
 
 
 class EvaluationFailed(RuntimeError):
@@ -196,11 +202,7 @@ def _merge_adapter_responses(rows: list[dict], responses_path: Path, bench_sha25
     for entry in read_responses(responses_path):
         if entry.get("bench") in (None, bench_sha256):
             latest[entry["question_id"]] = entry
-    for row in rows:
-        entry = latest.get(row["question_id"])
-        if row.get("score") is None and entry and not entry.get("error") and entry["response"] == row["response"]:
-            row["score"] = entry.get("score")
-    failed = sorted(row["question_id"] for row in rows if (latest.get(row["question_id"]) or {}).get("error"))
+    failed = carry_probabilities(rows, latest)
     unlogged = sum(1 for row in rows if row["question_id"] not in latest)
     return AdapterFailures(failed, {q: latest[q]["error"] for q in failed}, unlogged)
 
@@ -287,9 +289,6 @@ def _simple_evaluate(
     return results, predictions
 
 
-OUTPUTS = ("predictions.jsonl", "metrics.json", "details.jsonl")
-
-
 def check_eval_inputs(output: Path, model_args: str, limit: int | None, batch_size: int) -> None:
     """Faults of the command line, found before anything is loaded or written."""
     if output.exists() and not output.is_dir():
@@ -299,14 +298,6 @@ def check_eval_inputs(output: Path, model_args: str, limit: int | None, batch_si
     if batch_size < 1:
         raise ValidationError(f"--batch-size must be at least 1, got {batch_size}", field="batch-size")
     parse_model_args(model_args)
-
-
-def record_failure(output: Path, run: dict, error: str, problems: list[str]) -> None:
-    """A failed run: run.json says why, and lmms-eval's results files, whose metrics a failed run does not
-    have, are removed (its per-sample logs and the response cache stay, for a look and a resumed run)."""
-    for stale in (output / "lmms_eval").rglob("*_results.json"):
-        stale.unlink()
-    write_json(output / "run.json", {**run, "status": "failed", "error": error, "problems": problems})
 
 
 def tasks_on_bench(tasks: str, present: set[str]) -> str:
@@ -358,7 +349,7 @@ def run_eval(
     if dfa_adapter and "response_cache" not in given_args:
         # DFA adapters append every answer here as it arrives; re-running the command resumes from it
         model_args = ",".join(filter(None, [model_args, f"response_cache={responses_path.resolve()}"]))
-    lmms_dir = output / "lmms_eval"
+    lmms_dir = output / LMMS_DIR
     argv = lmms_eval_argv(model, model_args, run_tasks, lmms_dir, limit=limit, batch_size=batch_size, seed=seed)
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     launcher = ["accelerate", "launch", "--num_processes", str(world_size), "--multi_gpu", "-m", "lmms_eval"]
@@ -372,8 +363,7 @@ def run_eval(
         # Answers an interrupted multi-process run left per process join the cache first, so that this
         # run's answers come after them (the last line of a question is its current answer).
         merge_rank_files(responses_path)
-        for name in OUTPUTS:  # a failed re-run must not leave the previous run's metrics looking current
-            (output / name).unlink(missing_ok=True)
+        clear_results(output)
     try:
         with _InfoLog():
             results, answers_by_task = _simple_evaluate(
@@ -418,13 +408,10 @@ def run_eval(
         record_failure(output, run, error, problems)
         raise EvaluationFailed(error)
 
-    write_jsonl(output / "predictions.jsonl", rows)
     predictions = {row["question_id"]: {**row, "line": i} for i, row in enumerate(rows, 1)}
     metrics, details, scoring_problems = score_predictions(bench, predictions, only_answered=True, seed=seed)
     problems += scoring_problems
-    write_json(output / "metrics.json", metrics)
-    write_jsonl(output / "details.jsonl", details)
     identity = model_identity(given_args)  # after the run: hub downloads are cached by now
-    write_json(output / "run.json", {**run, "model_identity": identity, "status": "ok",
-                                     "failed_items": len(failures.question_ids), "problems": problems})  # fmt: skip
+    write_results(output, {**run, "model_identity": identity, "failed_items": len(failures.question_ids),
+                           "problems": problems}, rows, metrics, details)  # fmt: skip
     return EvalOutputs(metrics, problems, lmms_dir, command)

@@ -308,6 +308,9 @@ def train(
     model = load_base(base, recipe)
     projector = prepare_projector(model, recipe, dataset) if not resume_from else None
     model = prepare_model(model, recipe)
+    for config in getattr(model, "peft_config", {}).values():
+        # PEFT's own record of the base, as the run records it: what a run's identity follows to its base
+        config.base_model_name_or_path = base_reference(base)
     summary = trainable_summary(model)
     logger.info(
         f"dfa-gpt: {len(dataset)} samples ({counts}); {summary['trainable_parameters']:,} of "

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from dfa_bench import __version__
 from dfa_bench.bench import Bench, read_bench
-from dfa_bench.evaluate import RESPONSES_FILE, TASK_PREFIX, redact_model_args
+from dfa_bench.evaluate import TASK_PREFIX, redact_model_args
 from dfa_bench.io import atomic_write_bytes, sha256_file
 from dfa_bench.leaderboard.entries import (
     ABSTAIN,
@@ -50,16 +50,13 @@ from dfa_bench.leaderboard.entries import (
 from dfa_bench.leaderboard.files import MAX_FILE_BYTES, SubmissionFiles, SubmissionRejected
 from dfa_bench.leaderboard.significance import outcomes_from_rows
 from dfa_bench.lmms_task import METRICS
+from dfa_bench.rundir import LMMS_DIR, METRICS_FILE, PREDICTIONS_FILE, RESPONSES_FILE, RUN_FILE, carry_probabilities
 from dfa_bench.schema import TASKS, ValidationError
 from dfa_bench.scoring import read_predictions, score_predictions
 
 # Recomputation runs the same code on the same inputs in the same order, so values agree bit for bit
 # on one machine; the tolerance only absorbs float summation differences across platforms/BLAS builds.
 TOLERANCE = 1e-9
-RUN_FILE = "run.json"
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions.jsonl"
-LMMS_DIR = "lmms_eval"
 _SHOWN = 5  # how many missing items an error message lists
 
 __all__ = ["SubmissionRejected", "TOLERANCE", "MAX_FILE_BYTES", "build_entry", "submit", "default_group"]
@@ -220,11 +217,7 @@ def _merge_probabilities(
             ):
                 raise SubmissionRejected(f"{where}: field 'score': expected a finite number or null, got {score!r}")
             latest[obj["question_id"]] = obj
-        for qid, row in rows.items():
-            entry = latest.get(qid)
-            if row["score"] is None and entry and not entry.get("error") and entry.get("response") == row["response"]:
-                row["score"] = entry.get("score")
-        failed = sorted(qid for qid in rows if (latest.get(qid) or {}).get("error"))
+        failed = carry_probabilities(rows.values(), latest)
         return [f"{len(failed)} items failed in the adapter (e.g. {', '.join(failed[:_SHOWN])})"] if failed else []
     for qid, row in rows.items():
         if predictions and qid in predictions and row["score"] is None:

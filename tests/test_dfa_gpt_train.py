@@ -111,6 +111,8 @@ def test_every_checkpoint_holds_lora_projector_optimizer_and_rng(trained):
     assert len(projector_group["params"]) == 4  # two linear layers: weights and biases
     info = json.loads((run_dir / "dfa_gpt_run.json").read_text())
     assert info["recipe"]["lora_rank"] == 8 and info["global_step"] == 12 and info["base"].endswith("base")
+    lora = json.loads((run_dir / "adapter_config.json").read_text())
+    assert lora["base_model_name_or_path"] == info["base"]  # what the run's identity follows (environment.lora_base)
 
 
 def test_a_partial_checkpoint_is_not_resumed_from(trained, tmp_path):

@@ -31,13 +31,13 @@ def test_local_weights_are_identified_by_content(tmp_path):
     assert identity(str(tmp_path / "empty"))["weights_sha256"] is None
 
 
-def test_a_dfa_gpt_run_names_its_base_and_other_arguments(tmp_path):
+def test_a_lora_run_names_its_base_and_other_arguments(tmp_path):
     base, run = tmp_path / "base", tmp_path / "run"
     base.mkdir()
     run.mkdir()
     (base / "model.safetensors").write_bytes(b"base")
     (run / "adapter_model.safetensors").write_bytes(b"lora")
-    (run / "dfa_gpt_run.json").write_text(json.dumps({"base": str(base)}))
+    (run / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(base), "r": 8}))
     found = model_identity({"pretrained": str(run), "dtype": "float32", "model": "gpt-4o"})
     assert set(found) == {"pretrained", "model"}
     assert found["pretrained"]["base"]["weights_sha256"] == weights_sha256(base)

@@ -66,3 +66,13 @@ def test_the_core_and_the_adapter_contract_load_neither_torch_nor_lmms_eval():
     code = f"import sys\nfor m in {names!r}:\n    __import__(m)\nprint(sorted({{'torch', 'lmms_eval'}} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert result.stdout.strip() == "[]", (names, result.stdout)
+
+
+def test_the_trainer_and_the_leaderboard_commands_load_no_lmms_eval():
+    """They need the adapter contract's error class, not lmms-eval (issue 25: they used to import it for that)."""
+    code = (
+        "import sys, dfa_bench.leaderboard.cli, dfa_gpt.cli, dfa_gpt.train, dfa_gpt.dev_eval\n"
+        "print('lmms_eval' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert result.stdout.strip() == "False"
