@@ -14,6 +14,7 @@ from dfa_bench.cli_errors import fail as _fail
 from dfa_bench.instruct.checks import DEFAULT_MAX_DROPPED
 from dfa_bench.leaderboard.cli import app as leaderboard_app
 from dfa_bench.leaderboard.cli import submit_command
+from dfa_bench.metric_specs import headline_metrics
 from dfa_bench.schema import ValidationError
 
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -52,7 +53,7 @@ def _main(
     """DFA-Bench: interactive deepfake analysis benchmark."""
 
 
-HEADLINE = {"dfd": ("acc", "err", "acer", "apcer", "bpcer", "auc", "eer"), "dfc": ("acc",), "ad": ("rouge_l",)}
+HEADLINE = headline_metrics()
 
 
 def metrics_table(metrics: dict) -> str:

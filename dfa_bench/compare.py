@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from dfa_bench.metric_specs import METRIC_SPECS
 from dfa_bench.metrics import BOOTSTRAP_RESAMPLES, bootstrap_ci
 from dfa_bench.rundir import read_run
 from dfa_bench.schema import ValidationError
 
-# metric name -> (task, the per-item value in details.jsonl)
-COMPARED = {"dfd_acc": ("dfd", "correct"), "dfc_acc": ("dfc", "correct"), "ad_rouge_l": ("ad", "rouge_l")}
-LABELS = {"dfd_acc": "DF-D ACC", "dfc_acc": "DF-C ACC", "ad_rouge_l": "AD ROUGE-L"}
+# metric key -> (task, the per-item value in details.jsonl), from dfa_bench.metric_specs
+COMPARED = {spec.key: (spec.task, spec.paired) for spec in METRIC_SPECS if spec.paired}
+LABELS = {spec.key: spec.label for spec in METRIC_SPECS}
 ALPHA = 0.05
 
 

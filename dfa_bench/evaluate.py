@@ -18,9 +18,9 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from dfa_bench.bench import read_bench
+from dfa_bench.bench import Bench, read_bench
 from dfa_bench.environment import model_identity, package_versions
-from dfa_bench.lmms_task import BENCH_ENV, METRICS
+from dfa_bench.lmms_task import METRICS, serving
 from dfa_bench.responses import merge_rank_files, read_responses
 from dfa_bench.rundir import (
     LMMS_DIR,
@@ -339,9 +339,19 @@ def run_eval(
     """
     bench_dir, output = Path(bench_dir).resolve(), Path(output)
     check_eval_inputs(output, model_args, limit, batch_size)
-    allowed_count, allowed_fraction = parse_max_failures(max_failures)
+    parse_max_failures(max_failures)
     bench = read_bench(bench_dir)
-    os.environ[BENCH_ENV] = str(bench_dir)
+    with serving(bench):  # the task hooks use this bench as read here; DFA_BENCH_DIR is restored after
+        return _run_eval(model, bench, output, model_args=model_args, tasks=tasks, limit=limit,
+                         batch_size=batch_size, seed=seed, max_failures=max_failures)  # fmt: skip
+
+
+def _run_eval(
+    model: str, bench: Bench, output: Path, *, model_args: str, tasks: str, limit: int | None, batch_size: int,
+    seed: int, max_failures: str | int | float,
+) -> EvalOutputs | None:  # fmt: skip
+    bench_dir = bench.root
+    allowed_count, allowed_fraction = parse_max_failures(max_failures)
     run_tasks = tasks_on_bench(tasks, {item["task"] for item in bench.items})
     given_args = parse_model_args(model_args)
     responses_path = Path(given_args.get("response_cache") or output / RESPONSES_FILE)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import os
-from functools import cache, lru_cache, partial
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache, partial
 from importlib import resources
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import yaml
 
 from dfa_bench.bench import Bench, read_bench
 from dfa_bench.imaging import load_rgb
+from dfa_bench.metric_specs import logged_metrics, specs
 from dfa_bench.scoring import aggregate, judge
 
 BENCH_ENV = "DFA_BENCH_DIR"
@@ -29,15 +32,42 @@ def bench_dir() -> Path:
     return Path(value).expanduser().resolve()
 
 
-@lru_cache(maxsize=4)
-def _read(root: Path, manifest_stat: tuple[int, int]) -> Bench:
-    return read_bench(root)
+_READ: dict[tuple[Path, tuple[int, int]], Bench] = {}  # the last few benches read, by root and manifest stat
+
+
+def _key(root: Path) -> tuple[Path, tuple[int, int]]:
+    stat = (root / "manifest.json").stat() if (root / "manifest.json").exists() else None
+    return root, (stat.st_mtime_ns, stat.st_size) if stat else (0, 0)
+
+
+def _remember(key: tuple[Path, tuple[int, int]], bench: Bench) -> Bench:
+    if len(_READ) >= 4:
+        _READ.pop(next(iter(_READ)))
+    _READ[key] = bench
+    return bench
 
 
 def _bench(root: Path) -> Bench:
     """Read once per process, and again when the manifest changed (a rebuilt or edited bench)."""
-    stat = (root / "manifest.json").stat() if (root / "manifest.json").exists() else None
-    return _read(root, (stat.st_mtime_ns, stat.st_size) if stat else (0, 0))
+    key = _key(root)
+    return _READ.get(key) or _remember(key, read_bench(root))
+
+
+@contextmanager
+def serving(bench: Bench) -> Iterator[None]:
+    """The task hooks answer from `bench`, already read and validated (not read again), while the block runs.
+    DFA_BENCH_DIR, the interface plain lmms-eval runs use, is set meanwhile and then restored."""
+    root = Path(bench.root).resolve()
+    previous = os.environ.get(BENCH_ENV)
+    os.environ[BENCH_ENV] = str(root)
+    _remember(_key(root), bench)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(BENCH_ENV, None)
+        else:
+            os.environ[BENCH_ENV] = previous
 
 
 def _docs(dataset, task: str):
@@ -83,11 +113,7 @@ def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str
     return f"{kwargs.get('pre_prompt', '')}{doc['question']}{kwargs.get('post_prompt', '')}"
 
 
-METRICS = {
-    "dfd": ("acc", "err", "apcer", "bpcer", "acer", "parse_failure_rate"),
-    "dfc": ("acc", "parse_failure_rate"),
-    "ad": ("rouge_l",),
-}
+METRICS = logged_metrics()  # {task: its logged metrics}, from dfa_bench.metric_specs
 
 
 def process_results(doc: dict, results: list) -> dict:
@@ -104,11 +130,6 @@ def _aggregate(rows: list[dict], metric: str) -> float:
     return math.nan if value is None else value
 
 
-# One aggregation per metric named in the task YAMLs (`!function dfa_bench.lmms_task.aggregate_<metric>`).
-aggregate_acc = partial(_aggregate, metric="acc")
-aggregate_err = partial(_aggregate, metric="err")
-aggregate_apcer = partial(_aggregate, metric="apcer")
-aggregate_bpcer = partial(_aggregate, metric="bpcer")
-aggregate_acer = partial(_aggregate, metric="acer")
-aggregate_parse_failure_rate = partial(_aggregate, metric="parse_failure_rate")
-aggregate_rouge_l = partial(_aggregate, metric="rouge_l")
+# One aggregation per logged metric, as the task YAMLs name it: `!function dfa_bench.lmms_task.aggregate_<metric>`.
+for _name in {spec.name for spec in specs(logged=True)}:
+    globals()[f"aggregate_{_name}"] = partial(_aggregate, metric=_name)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from dfa_bench.io import read_json, write_json
+from dfa_bench.metric_specs import specs
 from dfa_bench.schema import ValidationError
 
 SCHEMA = 1
@@ -40,14 +41,8 @@ class Column(NamedTuple):
     higher_is_better: bool
 
 
-# The paper's columns (Tables I-III), in its order.
-COLUMNS = (
-    Column("dfd_acc", "dfd", "acc", "DF-D ACC", True),
-    Column("dfd_err", "dfd", "err", "DF-D ERR", False),
-    Column("dfd_acer", "dfd", "acer", "DF-D ACER", False),
-    Column("dfc_acc", "dfc", "acc", "DF-C ACC", True),
-    Column("ad_rouge_l", "ad", "rouge_l", "AD ROUGE-L", True),
-)
+# The paper's columns (Tables I-III), in its order: the metrics dfa_bench.metric_specs marks as columns.
+COLUMNS = tuple(Column(s.key, s.task, s.name, s.label, s.higher_is_better) for s in specs(column=True))
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 

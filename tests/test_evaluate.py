@@ -143,3 +143,21 @@ def test_a_bench_without_ad_items_runs_the_tasks_it_has():
     assert tasks_on_bench("dfa_bench_dfc,dfa_bench", {"dfd", "dfc"}) == "dfa_bench_dfc,dfa_bench_dfd"
     with pytest.raises(ValidationError, match="no ad items"):
         tasks_on_bench("dfa_bench_ad", {"dfd", "dfc"})
+
+
+def test_a_run_reads_its_bench_once_and_leaves_the_environment_as_it_was(small_bench, tmp_path, monkeypatch):
+    from dfa_bench import bench as bench_module
+    from dfa_bench import evaluate, lmms_task
+
+    reads = []
+
+    def counting(root, *args, **kwargs):
+        reads.append(root)
+        return bench_module.read_bench(root, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "read_bench", counting)
+    monkeypatch.setattr(lmms_task, "read_bench", counting)
+    monkeypatch.setenv(BENCH_ENV, "/where/a/plain/lmms-eval/run/pointed")
+    run(small_bench, tmp_path / "out")
+    assert len(reads) == 1  # evaluate's read; the task hooks use it (they read it again before)
+    assert evaluate.os.environ[BENCH_ENV] == "/where/a/plain/lmms-eval/run/pointed"
