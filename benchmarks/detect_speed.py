@@ -4,7 +4,7 @@
 
 Frames are real photos from installed packages (scikit-image's astronaut, matplotlib's Grace Hopper),
 each written in several crops and sizes so no two files are the same. Every configuration runs the
-same jobs through `dfa_bench.instruct.pipeline.align_sources` into a fresh directory, one torch thread per
+same jobs through `dfa_bench.instruct.align.align_sources` into a fresh directory, one torch thread per
 worker; the figure is the median over repeats of frames / wall-clock seconds, pool start-up included
 (it is part of what a user waits for), and again with start-up excluded.
 """
@@ -26,7 +26,7 @@ def make_frames(root: Path, n: int) -> list:
     from PIL import Image
     from skimage import data
 
-    from dfa_bench.instruct.pipeline import AlignJob
+    from dfa_bench.instruct.align import AlignJob
 
     photos = [Image.fromarray(data.astronaut()), Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg"))]
     jobs = []
@@ -45,7 +45,7 @@ def make_frames(root: Path, n: int) -> list:
 
 def run_once(jobs: list, workers: int, size: int) -> tuple[float, float]:
     """(seconds in all, seconds after the first frame came back)."""
-    from dfa_bench.instruct.pipeline import align_sources
+    from dfa_bench.instruct.align import align_sources
 
     first: list[float] = []
     with tempfile.TemporaryDirectory() as out:

@@ -350,73 +350,25 @@ def data_build(
     Forgeries get their AD reference from the source (a `description`), from the offline annotator (a region
     mask from a `source` pair) or from --annotator openai; one with none keeps its DF-D and DF-C items. The
     build fails (exit 1, outputs kept) when a split lacks a class or more than --max-dropped was refused."""
-    from itertools import chain
+    from dfa_bench.instruct.build import BuildRequest, build
+    from dfa_bench.instruct.checks import UnusableBuild
 
-    from dfa_bench.instruct import pipeline
-    from dfa_bench.instruct.split import check_ratios
-
-    # every option and source is checked before the build directory is touched or a face aligned
-    if not manifest and not deepfakebench_json:
-        _fail("give --manifest and/or --deepfakebench-json")
-    if not 0 <= max_dropped <= 1:
-        _fail(f"--max-dropped is a share of the inputs, from 0 to 1; got {max_dropped}")
-    if annotator not in ("none", "openai"):
-        _fail(f"unknown annotator {annotator!r}; use none or openai")
-    if annotator == "openai" and not dry_run and not os.environ.get("OPENAI_API_KEY"):
-        _fail("--annotator openai needs OPENAI_API_KEY in the environment (--dry-run needs none)")
-    if free_conversations and annotator != "openai":
-        _fail("--free-conversations needs --annotator openai")
-    for option, value, least in (("--size", size, 16), ("--every", every, 1), ("--workers", workers, 0)):
-        if value < least:
-            _fail(f"{option} must be at least {least}, got {value}")
-    ratios = {"train": train, "dev": dev, "test": round(1 - train - dev, 6)}
-    sources: list[tuple[list, list[str]]] = []  # (jobs, problems) per source file
+    request = BuildRequest(
+        output, manifest=manifest, deepfakebench_json=list(deepfakebench_json or []), root=root, annotator=annotator,
+        model=model, base_url=base_url, free_conversations=free_conversations, batch=batch,
+        poll_interval=poll_interval, dry_run=dry_run, workers=workers, size=size, every=every, train=train, dev=dev,
+        seed=seed, name=name, max_dropped=max_dropped,
+    )  # fmt: skip
     try:
-        check_ratios(ratios)
-        if manifest:
-            from dfa_bench.instruct.sources.manifest import read_manifest
-
-            items, problems = read_manifest(manifest)
-            sources.append((pipeline.jobs_from_manifest(items), [(p.split(": ")[0], p) for p in problems]))
-        for json_file in deepfakebench_json or []:
-            from dfa_bench.instruct.sources.deepfakebench import read_deepfakebench_json
-
-            entries, missing = read_deepfakebench_json(json_file, root or json_file.parent)
-            sources.append((pipeline.jobs_from_deepfakebench(entries), [(p.rsplit(": ", 1)[-1], p) for p in missing]))
-    except (ValidationError, ValueError) as exc:
-        _fail(str(exc))
-    with pipeline.BuildReport(output / pipeline.REPORT) as report:
-        for _, problems in sources:
-            for item, problem in problems:
-                report.add(item, "source", problem)
-    jobs = [source_jobs for source_jobs, _ in sources]
-    counts = pipeline.align_sources(chain(*jobs), output, size=size, workers=workers, every=every)
-    typer.echo(f"aligned: {counts}")
-    record_annotator = conversations = None
-    if annotator == "openai":
-        from dfa_bench.instruct.annotate import OpenAIAnnotator
-
-        gpt = OpenAIAnnotator(
-            output / "work/annotation_cache", model=model, base_url=base_url, batch=batch, poll_interval=poll_interval
-        )
-        if dry_run:
-            typer.echo(json.dumps(pipeline.annotation_dry_run(output, gpt), indent=2))
-            return
-        record_annotator = pipeline.OpenAIRecordAnnotator(gpt)
-        if free_conversations:
-            from dfa_bench.instruct.conversations import ConversationGenerator
-
-            conversations = ConversationGenerator(output / "work/conversation_cache", model=model, base_url=base_url)
-    options = pipeline.FinishOptions(ratios=ratios, seed=seed, name=name, max_dropped=max_dropped)
-    try:
-        summary = pipeline.finish_build(
-            output, annotator=record_annotator, options=options, conversation_generator=conversations
-        )
-    except pipeline.UnusableBuild as exc:
+        summary = build(request, echo=typer.echo)
+    except UnusableBuild as exc:
         _print_summary(json.loads((output / "build_summary.json").read_text(encoding="utf-8")), output)
         _fail(str(exc), 1)
     except (ValidationError, ValueError) as exc:
         _fail(str(exc))
+    if "dry_run" in summary:
+        typer.echo(json.dumps(summary["dry_run"], indent=2))
+        return
     _print_summary(summary, output)
 
 

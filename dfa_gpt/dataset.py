@@ -16,8 +16,8 @@ import torch
 from loguru import logger
 
 from dfa_bench.imaging import load_rgb
-from dfa_gpt.data import BadSampleReport, Entry
 from dfa_gpt.encoding import IGNORE_INDEX, Encoded, TokenizationMismatch, encode, image_token_count
+from dfa_gpt.entries import BadSampleReport, Entry
 
 
 class MismatchLimitExceeded(RuntimeError):

@@ -24,10 +24,10 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from dfa_bench.imaging import load_rgb
 from dfa_bench.io import write_json
-from dfa_gpt.data import BadSampleReport, load_entries, read_report
 from dfa_gpt.dataset import Collator, TrainingSet
 from dfa_gpt.dev_curve import BEST_DIR, DevCurve, TokenLosses
 from dfa_gpt.encoding import IGNORE_INDEX
+from dfa_gpt.entries import BadSampleReport, load_entries, read_report
 from dfa_gpt.model import PROJECTOR, load_base, prepare_model, trainable_summary
 from dfa_gpt.recipe import Recipe
 

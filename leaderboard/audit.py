@@ -101,7 +101,7 @@ def agrees(item: dict, new: str, old: str | None) -> bool:
     return rouge_l(old, new) >= AD_AGREEMENT
 
 
-def load_adapter(model: str, model_args: dict) -> object:
+def claimed_adapter(model: str, model_args: dict) -> object:
     """The claimed model through its lmms-eval adapter class, which must be a DFA adapter (ours or a subclass)."""
     from dfa_bench.evaluate import model_class
 
@@ -134,7 +134,7 @@ def audit_entry(
     items = [i for i in bench.items if i["question_id"] in answers]
     seed = fresh_seed() if seed is None else seed
     chosen = stratified_sample(items, sample, random.Random(seed))
-    adapter = load_adapter(model, parse_model_args(model_args))
+    adapter = claimed_adapter(model, parse_model_args(model_args))
 
     agreeing, disagreements = 0, []
     for task in ("dfd", "dfc", "ad"):

@@ -8,9 +8,9 @@ from transformers import AutoProcessor
 
 from dfa_bench.chat_templates import VICUNA_CHAT_TEMPLATE
 from dfa_bench.tiny_models import build_tiny_llava
-from dfa_gpt.data import BadSampleReport, load_entries
 from dfa_gpt.dataset import Collator, MismatchLimitExceeded, TrainingSet
 from dfa_gpt.encoding import IGNORE_INDEX, TokenizationMismatch, encode, image_token_count
+from dfa_gpt.entries import BadSampleReport, load_entries
 
 
 @pytest.fixture(scope="module")

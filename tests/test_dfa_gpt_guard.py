@@ -35,7 +35,7 @@ def test_the_planted_cue_decides_the_category_for_any_classifier(tmp_path):
     from sklearn.linear_model import LogisticRegression
 
     from dfa_bench.adapters.probe_features import efficientnet_lite0_weights
-    from dfa_gpt.mini import LITE_MEAN, LITE_STD, TIMM_ARCH, convert_efficientnet_lite0
+    from dfa_gpt.mini_base import LITE_MEAN, LITE_STD, TIMM_ARCH, convert_efficientnet_lite0
 
     paths = build_planted_set(tmp_path, per_category=8, heldout_per_category=4, size=64)
     tower = timm.create_model(TIMM_ARCH, pretrained=False, num_classes=0).eval()
@@ -67,7 +67,7 @@ def test_dfa_gpt_mini_passes_the_guard(tmp_path, tower):
     from typer.testing import CliRunner
 
     from dfa_gpt.cli import app
-    from dfa_gpt.mini import build_mini_base
+    from dfa_gpt.mini_base import build_mini_base
 
     base = build_mini_base(tmp_path / "base", image_size=64, tower=tower)
     result = CliRunner().invoke(app, ["guard", "--base", str(base), "--output", str(tmp_path / "guard"), "--cpu"])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dfa_bench.bench import read_bench
-from dfa_bench.instruct import mini, pipeline
+from dfa_bench.instruct import build_dir, mini, pipeline
 from dfa_bench.instruct.regions import REGIONS
 from dfa_bench.io import iter_jsonl
 from dfa_bench.schema import CATEGORIES
@@ -29,7 +29,7 @@ def _records(out: Path, split: str) -> list[dict]:
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    skip = ("work/", pipeline.REPORT)  # the journals record the order things happened in
+    skip = ("work/", build_dir.REPORT)  # the journals record the order things happened in
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and not str(p.relative_to(root)).startswith(skip)}  # fmt: skip
 
@@ -115,10 +115,10 @@ def test_rerun_resumes_and_rebuilds_identically(built, tmp_path):
     shutil.copytree(out, copy)
     before = _tree(copy)
     # an interruption after some records: drop the last journaled ones, as if they never finished
-    done = (copy / pipeline.DONE_JOBS).read_text().splitlines()
-    (copy / pipeline.DONE_JOBS).write_text("".join(line + "\n" for line in done[:-7]))
-    journal = (copy / pipeline.JOURNAL).read_text().splitlines()
-    (copy / pipeline.JOURNAL).write_text("".join(line + "\n" for line in journal[:-7]))
+    done = (copy / build_dir.DONE_JOBS).read_text().splitlines()
+    (copy / build_dir.DONE_JOBS).write_text("".join(line + "\n" for line in done[:-7]))
+    journal = (copy / build_dir.JOURNAL).read_text().splitlines()
+    (copy / build_dir.JOURNAL).write_text("".join(line + "\n" for line in journal[:-7]))
     for rid in done[-7:]:
         (copy / f"images/{rid}.png").unlink()
     summary = mini.build_mini(copy, seed=0, per_category=PER_CATEGORY)

@@ -12,7 +12,7 @@ from PIL import Image
 from skimage import data
 
 from dfa_bench.bench import read_bench
-from dfa_bench.instruct import pipeline
+from dfa_bench.instruct import align, build_dir, pipeline
 from dfa_bench.instruct.sources.manifest import read_manifest
 from dfa_bench.io import iter_jsonl
 
@@ -96,19 +96,19 @@ class FakeAnnotator(pipeline.Annotator):
 def _jobs(source: Path):
     items, problems = read_manifest(source / "manifest.csv")
     assert len(problems) == 1 and "missing.png" in problems[0]  # the source stage reports it by line
-    return list(pipeline.jobs_from_manifest(items))
+    return list(align.jobs_from_manifest(items))
 
 
 def _report(out: Path) -> dict[str, str]:
-    return {Path(r["item"].split("#")[0]).name: r["reason"] for _, r in iter_jsonl(out / pipeline.REPORT)}
+    return {Path(r["item"].split("#")[0]).name: r["reason"] for _, r in iter_jsonl(out / build_dir.REPORT)}
 
 
 def test_align_reports_bad_inputs_and_resumes(source, tmp_path):
     jobs = _jobs(source)
     out = tmp_path / "build"
-    first = pipeline.align_sources(jobs[:4], out, workers=0, every=10)  # an "interrupted" run
+    first = align.align_sources(jobs[:4], out, workers=0, every=10)  # an "interrupted" run
     assert first == {"skipped": 0, "records": 4, "reported": 0}
-    counts = pipeline.align_sources(jobs, out, workers=0, every=10)
+    counts = align.align_sources(jobs, out, workers=0, every=10)
     assert counts["skipped"] == 4  # finished jobs are not redone
     assert counts["records"] == 6 + 3  # the other face images, and 3 frames of the 21-frame video
     report = _report(out)
@@ -116,32 +116,32 @@ def test_align_reports_bad_inputs_and_resumes(source, tmp_path):
     assert report["pair.png"] == "2 faces found, expected one"
     assert report["corrupt.png"].startswith("unreadable image")
     assert "unreadable video" in report["broken.mp4"]
-    rows = [r for _, r in iter_jsonl(out / pipeline.JOURNAL)]
+    rows = [r for _, r in iter_jsonl(out / build_dir.JOURNAL)]
     assert len(rows) == 13 and len({r["record_id"] for r in rows}) == 13
     assert all((out / r["image"]).is_file() and Image.open(out / r["image"]).size == (224, 224) for r in rows)
     assert sorted(r["frame"] for r in rows if r["job"].endswith("clip.mp4")) == [0, 10, 20]
-    again = pipeline.align_sources(jobs, out, workers=0)
+    again = align.align_sources(jobs, out, workers=0)
     assert again == {"skipped": len(jobs), "records": 0, "reported": 0}
 
 
 def test_torn_journal_line_is_cut_and_the_job_redone(source, tmp_path):
     jobs = _jobs(source)[:3]
     out = tmp_path / "build"
-    pipeline.align_sources(jobs, out, workers=0)
+    align.align_sources(jobs, out, workers=0)
     # a crash mid-write: the last record line is torn and its job never marked done
-    journal = out / pipeline.JOURNAL
+    journal = out / build_dir.JOURNAL
     journal.write_bytes(journal.read_bytes()[:-20])
-    done = out / pipeline.DONE_JOBS
+    done = out / build_dir.DONE_JOBS
     done.write_text("".join(line + "\n" for line in done.read_text().splitlines()[:2]))
-    counts = pipeline.align_sources(jobs, out, workers=0)
+    counts = align.align_sources(jobs, out, workers=0)
     assert counts == {"skipped": 2, "records": 1, "reported": 0}
     assert [r["job"] for _, r in iter_jsonl(journal)] == [j.key for j in jobs]
 
 
 def test_finish_writes_outputs_and_keeps_identities_disjoint(source, tmp_path):
     out = tmp_path / "build"
-    pipeline.align_sources(_jobs(source), out, workers=0)
-    journal = [r for _, r in iter_jsonl(out / pipeline.JOURNAL)]
+    align.align_sources(_jobs(source), out, workers=0)
+    journal = [r for _, r in iter_jsonl(out / build_dir.JOURNAL)]
     failing = next(r["record_id"] for r in journal if r["category"] == "face_editing")
     options = pipeline.FinishOptions(RATIOS, seed=3, name="t")
     summary = pipeline.finish_build(out, annotator=FakeAnnotator({failing}), options=options)
@@ -173,7 +173,7 @@ def test_finish_writes_outputs_and_keeps_identities_disjoint(source, tmp_path):
 
 def test_a_failed_finish_leaves_the_previous_outputs_intact(source, tmp_path):
     out = tmp_path / "build"
-    pipeline.align_sources(_jobs(source)[:10], out, workers=0)
+    align.align_sources(_jobs(source)[:10], out, workers=0)
     pipeline.finish_build(out, annotator=FakeAnnotator(), options=pipeline.FinishOptions(RATIOS, seed=2))
     before = {p: p.read_bytes() for p in (out / "records").iterdir()}
 
@@ -189,7 +189,7 @@ def test_a_failed_finish_leaves_the_previous_outputs_intact(source, tmp_path):
 
 def test_training_image_leak_is_caught(source, tmp_path):
     out = tmp_path / "build"
-    pipeline.align_sources(_jobs(source)[:10], out, workers=0)
+    align.align_sources(_jobs(source)[:10], out, workers=0)
     pipeline.finish_build(out, annotator=FakeAnnotator(), options=pipeline.FinishOptions(RATIOS, seed=2))
     train = next(r for _, r in iter_jsonl(out / "records/train.jsonl"))
     held_out = next(r for s in pipeline.HELD_OUT for _, r in iter_jsonl(out / f"records/{s}.jsonl"))
@@ -200,8 +200,8 @@ def test_training_image_leak_is_caught(source, tmp_path):
 
 def test_worker_processes_give_the_same_crops(source, tmp_path):
     jobs = _jobs(source)[:4]
-    pipeline.align_sources(jobs, tmp_path / "a", workers=0)
-    pipeline.align_sources(jobs, tmp_path / "b", workers=2)
+    align.align_sources(jobs, tmp_path / "a", workers=0)
+    align.align_sources(jobs, tmp_path / "b", workers=2)
     for name in sorted(p.name for p in (tmp_path / "a/images").iterdir()):
         a = np.asarray(Image.open(tmp_path / "a/images" / name), dtype=int)
         b = np.asarray(Image.open(tmp_path / "b/images" / name), dtype=int)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from dfa_bench.bench import read_bench
 from dfa_bench.cli import app
 from dfa_bench.instruct import forge, mini
-from dfa_bench.instruct.pipeline import BuildReport
+from dfa_bench.instruct.build_dir import BuildReport
 from dfa_bench.io import iter_jsonl
 
 FORGERY_CATEGORIES = ("face_swapping", "face_reenactment", "face_editing", "entire_face_synthesis")

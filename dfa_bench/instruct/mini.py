@@ -25,15 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dfa_bench.instruct.pipeline import (
-    DONE_JOBS,
-    JOURNAL,
-    REPORT,
-    BuildReport,
-    FinishOptions,
-    MaskAnnotator,
-    finish_build,
-)
+from dfa_bench.instruct.build_dir import DONE_JOBS, JOURNAL, REPORT, BuildReport
+from dfa_bench.instruct.pipeline import FinishOptions, MaskAnnotator, finish_build
 from dfa_bench.instruct.split import UnionFind, stratified_split
 from dfa_bench.io import AppendLog, atomic_write_bytes, iter_jsonl, write_json
 from dfa_bench.schema import CATEGORIES, label_of

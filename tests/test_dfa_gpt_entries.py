@@ -9,8 +9,8 @@ from dfa_gpt_fixtures import make_training_data
 from transformers import AutoProcessor
 
 from dfa_bench.tiny_models import build_tiny_llava
-from dfa_gpt.data import BadSampleReport, load_entries, read_report
 from dfa_gpt.dataset import TrainingSet
+from dfa_gpt.entries import BadSampleReport, load_entries, read_report
 from dfa_gpt.recipe import ANNOTATION_PRESETS, Recipe
 
 

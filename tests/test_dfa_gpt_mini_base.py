@@ -11,7 +11,7 @@ from PIL import Image
 
 from dfa_bench.adapters.probe_features import efficientnet_lite0_weights as effnet_weights
 from dfa_bench.io import sha256_file
-from dfa_gpt.mini import (
+from dfa_gpt.mini_base import (
     CHAT_TEMPLATE,
     GGUF_FILE,
     GGUF_PACKAGE,
