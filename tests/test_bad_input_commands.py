@@ -106,6 +106,11 @@ def bench_build(tmp: Path, bench: Path, records: Path, output: Path | None = Non
     return ["bench", "build", "--records", str(records), "--images", str(bench), "--output", str(output or tmp / "nb")]
 
 
+def probe_train(tmp: Path, bench: Path, *extra: str) -> list[str]:
+    return ["probe", "train", "--data", str(records_with(tmp, bench)), "--images", str(bench), "--output",
+            str(tmp / "h"), *extra]  # fmt: skip
+
+
 def csv_manifest(tmp: Path, text: str = "path,label,category,technique,identity\n") -> Path:
     (tmp / "m.csv").write_text(text)
     return tmp / "m.csv"
@@ -293,34 +298,10 @@ CASES = {
         lambda t, b: f"{t}/nodata: training data not found",
     ),
     "probe train --optimizer adam2": Case(
-        lambda t, b: [
-            "probe",
-            "train",
-            "--data",
-            str(records_with(t, b)),
-            "--images",
-            str(b),
-            "--output",
-            str(t / "h"),
-            "--optimizer",
-            "adam2",
-        ],  # fmt: skip
-        lambda t, b: "unknown optimizer 'adam2'",
+        lambda t, b: probe_train(t, b, "--optimizer", "adam2"), lambda t, b: "unknown optimizer 'adam2'"
     ),
     "probe train --backbone resnet99": Case(
-        lambda t, b: [
-            "probe",
-            "train",
-            "--data",
-            str(records_with(t, b)),
-            "--images",
-            str(b),
-            "--output",
-            str(t / "h"),
-            "--backbone",
-            "resnet99",
-        ],  # fmt: skip
-        lambda t, b: "unknown backbone 'resnet99'",
+        lambda t, b: probe_train(t, b, "--backbone", "resnet99"), lambda t, b: "unknown backbone 'resnet99'"
     ),
     # dfa-gpt: its failures exit 1 (docs/dfa_gpt.md)
     "dfa-gpt train on data not there": Case(
