@@ -344,19 +344,19 @@ def run_eval(
     """
     bench_dir, output = Path(bench_dir).resolve(), Path(output)
     given_args = check_eval_inputs(output, model_args, limit, batch_size)  # parsed once, here
-    parse_max_failures(max_failures)
+    allowed = parse_max_failures(max_failures)
     bench = read_bench(bench_dir)
     with serving(bench):  # the task hooks use this bench as read here; DFA_BENCH_DIR is restored after
         return _run_eval(model, bench, output, given_args=given_args, tasks=tasks, limit=limit,
-                         batch_size=batch_size, seed=seed, max_failures=max_failures)  # fmt: skip
+                         batch_size=batch_size, seed=seed, max_failures=max_failures, allowed=allowed)  # fmt: skip
 
 
 def _run_eval(
     model: str, bench: Bench, output: Path, *, given_args: dict[str, str], tasks: str, limit: int | None,
-    batch_size: int, seed: int, max_failures: str | int | float,
+    batch_size: int, seed: int, max_failures: str | int | float, allowed: tuple[int | None, float | None],
 ) -> EvalOutputs | None:  # fmt: skip
     bench_dir = bench.root
-    allowed_count, allowed_fraction = parse_max_failures(max_failures)
+    allowed_count, allowed_fraction = allowed
     run_tasks = tasks_on_bench(tasks, {item["task"] for item in bench.items})
     responses_path = Path(given_args.get("response_cache") or output / RESPONSES_FILE)
     dfa_adapter = uses_dfa_adapter(model)
