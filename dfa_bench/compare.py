@@ -1,9 +1,9 @@
 """Is model A better than model B on the same bench? Paired tests over the items both runs answered.
 
 Two runs of `dfa-bench eval` on one bench answer the same items, so their per-item outcomes are paired:
-- DF-D ACC and DF-C ACC (0/1 per item): the difference, its paired-bootstrap 95% interval (items resampled
+- DF-D ACC, DF-C ACC and AD verdict consistency (0/1 per item): the difference, its paired-bootstrap 95% interval (items resampled
   jointly), and McNemar's exact test (a two-sided binomial test on the discordant pairs);
-- AD ROUGE-L (a value per item): the difference, its paired-bootstrap 95% interval, and a paired-bootstrap
+- AD ROUGE-L and region F1 (a value per item): the difference, its paired-bootstrap 95% interval, and a paired-bootstrap
   p-value (twice the share of resampled differences on the other side of zero, Koehn 2004, as (k + 1) / (B + 1)).
 
 Two overlapping confidence intervals do not answer the question: the per-item pairing removes the
@@ -89,10 +89,13 @@ def compare_runs(run_a: Path | str, run_b: Path | str, *, seed: int = 0, resampl
         "metrics": {},
     }
     for metric, (task, field) in COMPARED.items():
-        ids = sorted(q for q, r in rows_a.items() if r.get("task") == task and q in rows_b)
+        # an item counts where both runs have its value (region F1 needs a reference naming a region,
+        # verdict consistency a DF-D verdict on the record)
+        ids = sorted(q for q, r in rows_a.items() if r.get("task") == task and r.get(field) is not None
+                     and (rows_b.get(q) or {}).get(field) is not None)  # fmt: skip
         unpaired = (
-            sum(1 for r in rows_a.values() if r.get("task") == task)
-            + sum(1 for r in rows_b.values() if r.get("task") == task)
+            sum(1 for r in rows_a.values() if r.get("task") == task and r.get(field) is not None)
+            + sum(1 for r in rows_b.values() if r.get("task") == task and r.get(field) is not None)
             - 2 * len(ids)
         )
         if not ids:
@@ -101,7 +104,7 @@ def compare_runs(run_a: Path | str, run_b: Path | str, *, seed: int = 0, resampl
             continue
         a = np.array([rows_a[q].get(field) for q in ids])
         b = np.array([rows_b[q].get(field) for q in ids])
-        if field == "correct":
+        if field in ("correct", "consistent"):
             a, b = a.astype(bool), b.astype(bool)
         else:
             a, b = a.astype(float), b.astype(float)
@@ -114,7 +117,7 @@ def compare_runs(run_a: Path | str, run_b: Path | str, *, seed: int = 0, resampl
             "difference": float(a.mean() - b.mean()),
             "ci95": ci,
         }
-        if field == "correct":
+        if field in ("correct", "consistent"):
             result.update(a_only_correct=int(np.sum(a & ~b)), b_only_correct=int(np.sum(~a & b)))
         result.update(test=test, p_value=p_value, significant=p_value < ALPHA)
         out["metrics"][metric] = result

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from dfa_bench.ad_reading import STANCES
 from dfa_bench.schema import CATEGORIES, UNPARSEABLE
 
 BOOTSTRAP_RESAMPLES = 1000
@@ -149,12 +150,39 @@ def dfc_metrics(
     }
 
 
-def ad_metrics(rouge_values: Sequence[float], *, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES) -> dict:
-    """Mean ROUGE-L F-measure over AD items."""
+def ad_metrics(
+    rouge_values: Sequence[float],
+    *,
+    regions: Sequence[dict | None] | None = None,
+    stances: Sequence[str] | None = None,
+    consistency: Sequence[bool | None] | None = None,
+    seed: int = 0,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+) -> dict:
+    """Mean ROUGE-L F-measure over AD items; given per-item region scores (None where the reference names no
+    region), their means over the grounded items; given stances, their shares; given per-item verdict
+    consistency (None where the item has no DF-D verdict to agree with), its rate over the items that have one."""
     values = np.asarray(rouge_values, dtype=float)
     n = values.size
-    return {
+    out: dict = {
         "rouge_l": float(values.mean()) if n else None,
         "n": n,
         "ci95": bootstrap_ci(lambda idx: {"rouge_l": values[idx].mean(axis=-1)}, n, seed=seed, resamples=resamples),
     }
+    if regions is not None:
+        grounded = [r for r in regions if r is not None]
+        for name in ("region_precision", "region_recall", "region_f1"):
+            scores = np.array([r[name] for r in grounded], dtype=float)
+            out[name] = float(scores.mean()) if scores.size else None
+            out["ci95"].update(bootstrap_ci(lambda idx, s=scores, k=name: {k: s[idx].mean(axis=-1)}, scores.size,
+                                            seed=seed, resamples=resamples))  # fmt: skip
+        out["n_region_grounded"] = len(grounded)
+    if stances is not None:
+        out["stance"] = {s: (sum(1 for x in stances if x == s) / len(stances) if stances else None) for s in STANCES}
+    if consistency is not None:
+        paired = np.array([c for c in consistency if c is not None], dtype=bool)
+        out["verdict_consistency"] = float(paired.mean()) if paired.size else None
+        out["ci95"].update(bootstrap_ci(lambda idx: {"verdict_consistency": paired[idx].mean(axis=-1)}, paired.size,
+                                        seed=seed, resamples=resamples))  # fmt: skip
+        out["n_verdict_paired"] = int(paired.size)
+    return out

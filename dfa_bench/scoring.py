@@ -11,8 +11,10 @@ import multiprocessing
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
+from dfa_bench.ad_reading import claimed_regions, consistent, region_scores, stance
 from dfa_bench.bench import Bench
 from dfa_bench.io import iter_jsonl
 from dfa_bench.metrics import BOOTSTRAP_RESAMPLES, ad_metrics, dfc_metrics, dfd_metrics
@@ -21,14 +23,30 @@ from dfa_bench.rouge import rouge_l, warm_up
 from dfa_bench.schema import UNPARSEABLE, ValidationError
 
 
+@lru_cache(maxsize=2**16)
+def reference_regions(reference: str) -> frozenset[str]:
+    """The regions an AD reference names (references repeat across runs and retries: read each once)."""
+    return claimed_regions(reference)
+
+
+_NO_REGIONS = dict.fromkeys(("region_precision", "region_recall", "region_f1"))
+
+
 def judge(item: dict, response: str | None, score: float | None = None, *, rouge: float | None = None) -> dict:
-    """One scored row: the parsed prediction and whether it is right (or ROUGE-L for ad).
+    """One scored row: the parsed prediction and whether it is right; for ad, ROUGE-L, the regions the answer
+    claims against its reference's (precision, recall, F1; None where the reference names no region) and the
+    answer's stance (see dfa_bench.ad_reading).
 
     `rouge` passes in an ad item's ROUGE-L when it was computed elsewhere (see score_predictions).
     """
-    row = {"question_id": item["question_id"], "task": item["task"], "response": response}
+    row = {"question_id": item["question_id"], "record_id": item["record_id"], "task": item["task"],
+           "response": response}  # fmt: skip
     if item["task"] == "ad":
         row["rouge_l"] = rouge if rouge is not None else rouge_l(item["answer"], response or "")
+        answer = claimed_regions(response or "")
+        reference = reference_regions(item["answer"])
+        row.update(regions=sorted(answer), reference_regions=sorted(reference),
+                   **(region_scores(reference, answer) or _NO_REGIONS), stance=stance(response))  # fmt: skip
         return row
     truth = item["label"] if item["task"] == "dfd" else item["category"]
     prediction = parse(item, response) if response is not None else UNPARSEABLE
@@ -40,6 +58,24 @@ def judge(item: dict, response: str | None, score: float | None = None, *, rouge
 
 def rouge_many(pairs: list[tuple[str, str]]) -> list[float]:
     return [rouge_l(reference, response) for reference, response in pairs]
+
+
+def verdict_consistency(ad_rows: list[dict], dfd_rows: list[dict]) -> list[bool | None]:
+    """Per ad row: does its stance agree with the DF-D verdict the same answers gave on the same record?
+    None where that record has no parsed DF-D answer among `dfd_rows`."""
+    verdicts = {row["record_id"]: row["prediction"] for row in dfd_rows}
+    return [consistent(verdicts.get(row["record_id"]), row["stance"]) for row in ad_rows]
+
+
+def _ad_block(ad: list[dict], dfd: list[dict], *, seed: int, resamples: int) -> dict:
+    return ad_metrics(
+        [r["rouge_l"] for r in ad],
+        regions=[None if r["region_f1"] is None else {k: r[k] for k in _NO_REGIONS} for r in ad],
+        stances=[r["stance"] for r in ad],
+        consistency=verdict_consistency(ad, dfd),
+        seed=seed,
+        resamples=resamples,
+    )
 
 
 def aggregate(rows: Iterable[dict], *, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES) -> dict:
@@ -62,7 +98,7 @@ def aggregate(rows: Iterable[dict], *, seed: int = 0, resamples: int = BOOTSTRAP
             [r["truth"] for r in dfc], [r["prediction"] for r in dfc], seed=seed, resamples=resamples
         )
     if ad:
-        out["ad"] = ad_metrics([r["rouge_l"] for r in ad], seed=seed, resamples=resamples)
+        out["ad"] = _ad_block(ad, dfd, seed=seed, resamples=resamples)
     return out
 
 
@@ -172,7 +208,11 @@ def score_predictions(
     metrics = aggregate(rows, seed=seed)
     ad_values = future.result() if future else rouge_many(ad_pairs)
     ad_rows = [judge(item, p and p["response"], rouge=value) for (item, p), value in zip(ad_answered, ad_values)]
-    metrics.update(aggregate(ad_rows, seed=seed))
+    dfd_rows = [row for row in rows if row["task"] == "dfd"]
+    for row, agrees in zip(ad_rows, verdict_consistency(ad_rows, dfd_rows)):
+        row["consistent"] = agrees
+    if ad_rows:
+        metrics["ad"] = _ad_block(ad_rows, dfd_rows, seed=seed, resamples=BOOTSTRAP_RESAMPLES)
     order = {item["question_id"]: i for i, item in enumerate(bench.items)}
     rows = sorted(rows + ad_rows, key=lambda row: order[row["question_id"]])
     return metrics, rows, problems

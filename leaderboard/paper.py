@@ -16,13 +16,17 @@ from tabulate import tabulate
 
 from dfa_bench.leaderboard.entries import (
     ANNOTATIONS,
-    COLUMNS,
     PAPER_CITATION,
+    Column,
     metric_ci,
     metric_value,
     reference_entries,
 )
 from dfa_bench.leaderboard.render import CSS, latex_escape, md_escape, pct
+from dfa_bench.metric_specs import specs
+
+# The paper's five columns (the leaderboard has more: dfa_bench.metric_specs marks them `paper`).
+COLUMNS = tuple(Column(s.key, s.task, s.name, s.label, s.higher_is_better) for s in specs(paper=True))
 
 
 class PaperTable(NamedTuple):

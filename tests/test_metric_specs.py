@@ -11,6 +11,7 @@ from dfa_bench import compare, lmms_task
 from dfa_bench.bench import read_bench
 from dfa_bench.cli import HEADLINE
 from dfa_bench.leaderboard.entries import COLUMNS
+from dfa_bench.leaderboard.paper import COLUMNS as PAPER_COLUMNS
 from dfa_bench.metric_specs import METRIC_SPECS, specs
 from dfa_bench.schema import TASKS
 from dfa_bench.scoring import aggregate, judge
@@ -43,9 +44,13 @@ def test_every_declared_metric_is_one_the_scorer_computes(bench_dir):
 
 def test_the_derived_views():
     assert lmms_task.METRICS["dfd"] == ("acc", "err", "acer", "apcer", "bpcer", "parse_failure_rate")
+    assert lmms_task.METRICS["ad"] == ("rouge_l", "region_precision", "region_recall", "region_f1")
     assert HEADLINE == {"dfd": ("acc", "err", "acer", "apcer", "bpcer", "auc", "eer"), "dfc": ("acc",),
-                        "ad": ("rouge_l",)}  # fmt: skip
-    assert [c.key for c in COLUMNS] == ["dfd_acc", "dfd_err", "dfd_acer", "dfc_acc", "ad_rouge_l"]  # the paper's order
+                        "ad": ("rouge_l", "region_f1", "verdict_consistency")}  # fmt: skip
+    paper = ["dfd_acc", "dfd_err", "dfd_acer", "dfc_acc", "ad_rouge_l"]  # the paper's order
+    assert [c.key for c in PAPER_COLUMNS] == paper
+    assert [c.key for c in COLUMNS] == [*paper, "ad_region_f1", "ad_verdict_consistency"]
     assert compare.COMPARED == {"dfd_acc": ("dfd", "correct"), "dfc_acc": ("dfc", "correct"),
-                                "ad_rouge_l": ("ad", "rouge_l")}  # fmt: skip
+                                "ad_rouge_l": ("ad", "rouge_l"), "ad_region_f1": ("ad", "region_f1"),
+                                "ad_verdict_consistency": ("ad", "consistent")}  # fmt: skip
     assert len({s.key for s in METRIC_SPECS}) == len(METRIC_SPECS)
