@@ -5,6 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from dfa_bench.ad_reading import claimed_regions
 from dfa_bench.bench import read_bench
 from dfa_bench.cli import app
 from dfa_bench.schema import ValidationError
@@ -114,3 +115,59 @@ def test_forked_rouge_worker_gives_identical_results(bench_dir, tmp_path, monkey
     assert parallel == serial
     assert [r["question_id"] for r in parallel[1]] == [i["question_id"] for i in bench.items]
     assert 0 < serial[0]["ad"]["rouge_l"] < 1
+
+
+def _answers(bench, *, dfd_label: str | None, ad: str | None) -> dict:
+    """Predictions: the reference for DF-C; for DF-D the reference or the answer for `dfd_label`; for AD the
+    reference or `ad`."""
+    from dfa_bench.templates import dfd_answer
+
+    out = {}
+    for i, item in enumerate(bench.items, 1):
+        response = item["answer"]
+        if item["task"] == "dfd" and dfd_label:
+            response = dfd_answer(item["polarity"], dfd_label)
+        if item["task"] == "ad" and ad is not None:
+            response = ad
+        out[item["question_id"]] = {"response": response, "score": None, "line": i}
+    return out
+
+
+def test_region_grounding_and_verdict_consistency(bench_dir):
+    bench = read_bench(bench_dir)
+    n_ad = len(bench.items_for("ad"))
+    # the references: every region right, and each description (artifacts claimed) agrees with "forgery"
+    metrics, details, _ = score_predictions(bench, _answers(bench, dfd_label=None, ad=None))
+    ad = metrics["ad"]
+    assert ad["region_precision"] == ad["region_recall"] == ad["region_f1"] == 1.0
+    assert ad["n_region_grounded"] == n_ad and ad["verdict_consistency"] == 1.0 and ad["n_verdict_paired"] == n_ad
+    assert ad["stance"] == {"claimed": 1.0, "none": 0.0, "unclear": 0.0}
+    row = next(d for d in details if d["task"] == "ad")
+    assert row["consistent"] is True and row["regions"] == row["reference_regions"] != []
+    # the same descriptions beside a DF-D answer of "bona fide" everywhere: the run contradicts itself
+    metrics, details, _ = score_predictions(bench, _answers(bench, dfd_label="bona_fide", ad=None))
+    assert metrics["ad"]["verdict_consistency"] == 0.0 and metrics["ad"]["region_f1"] == 1.0
+    # "nothing to see" beside "bona fide" is consistent, and grounds no region
+    metrics, _, _ = score_predictions(bench, _answers(bench, dfd_label="bona_fide", ad="No artifacts are visible."))
+    assert metrics["ad"]["verdict_consistency"] == 1.0 and metrics["ad"]["region_f1"] == 0.0
+    assert metrics["ad"]["stance"]["none"] == 1.0
+    # one named region of two or more: precision 1, recall below 1, F1 by hand per item
+    first = {item["question_id"]: sorted(claimed_regions(item["answer"]))[0] for item in bench.items_for("ad")}
+    predictions = _answers(bench, dfd_label=None, ad=None)
+    for qid, region in first.items():
+        predictions[qid]["response"] = f"The {region.replace('_', ' ')} is blurred."
+    metrics, details, _ = score_predictions(bench, predictions)
+    expected = [2 * (1 / len(d["reference_regions"])) / (1 + 1 / len(d["reference_regions"]))
+                for d in details if d["task"] == "ad"]  # fmt: skip
+    assert metrics["ad"]["region_precision"] == 1.0
+    assert metrics["ad"]["region_f1"] == pytest.approx(sum(expected) / len(expected))
+    low, high = metrics["ad"]["ci95"]["region_f1"]
+    assert low <= metrics["ad"]["region_f1"] <= high
+
+
+def test_consistency_needs_the_dfd_answer_of_the_same_record(bench_dir):
+    bench = read_bench(bench_dir)
+    ad_only = {q: p for q, p in _answers(bench, dfd_label=None, ad=None).items() if q.endswith(":ad")}
+    metrics, details, _ = score_predictions(bench, ad_only, only_answered=True)
+    assert metrics["ad"]["verdict_consistency"] is None and metrics["ad"]["n_verdict_paired"] == 0
+    assert all(d["consistent"] is None for d in details)
