@@ -165,8 +165,41 @@ def score(
         write_json(output, metrics)
     if details:
         write_jsonl(
-            details, ({k: r.get(k) for k in ("question_id", "task", "prediction", "correct", "rouge_l")} for r in rows)
+            details,
+            ({k: r.get(k) for k in ("question_id", "task", "prediction", "correct", "rouge_l", "region_f1", "stance",
+                                    "consistent")} for r in rows),  # fmt: skip
         )
+
+
+@app.command("floors")
+def floors_command(
+    bench: Annotated[Path, typer.Option(help="Bench directory.")],
+    output: Annotated[Path, typer.Option(help="Directory to write one run directory per floor in.")],
+    dev: Annotated[
+        Path | None,
+        typer.Option(help="Choose the majority class and the constant AD answers on this bench (a dev split); "
+                     "default: the bench itself, an optimistic floor."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seeds the random floor and the bootstrap CIs.")] = 0,
+) -> None:
+    """What answers that never look at the image score: majority class, uniform random, category oracle."""
+    from dfa_bench.bench import read_bench
+    from dfa_bench.floors import FLOORS, write_floors
+
+    if output.exists() and not output.is_dir():
+        _fail(f"{output}: --output exists and is not a directory")
+    try:
+        loaded = read_bench(bench)
+        choose_on = read_bench(dev) if dev is not None else None
+    except ValidationError as exc:
+        _fail(str(exc))
+    if choose_on is not None and choose_on.manifest_sha256 == loaded.manifest_sha256:
+        choose_on = None
+    for name, metrics in write_floors(loaded, output, choose_on=choose_on, seed=seed).items():
+        typer.echo(f"{FLOORS[name]} ({output / name}):\n{metrics_table(metrics)}\n")
+    if choose_on is None:
+        typer.secho("note: the constants were chosen on the bench itself (give --dev DIR to choose them on a "
+                    "dev split)", err=True, fg="yellow")  # fmt: skip
 
 
 @app.command("compare")

@@ -18,7 +18,7 @@ from dfa_bench.leaderboard.entries import ENTRIES_DIR, LEADERBOARD_FILE, referen
 from dfa_bench.leaderboard.render import render, render_chart, sort_key_of, table_rows
 from dfa_bench.schema import ValidationError
 
-LABELS = ["DF-D ACC", "DF-D ERR", "DF-D ACER", "DF-C ACC", "AD ROUGE-L"]
+LABELS = ["DF-D ACC", "DF-D ERR", "DF-D ACER", "DF-C ACC", "AD ROUGE-L", "AD region F1", "AD consistency"]
 
 
 @pytest.fixture
@@ -108,8 +108,8 @@ def test_latex_is_escaped_and_grouped(entries):
     entries[0]["model"] = "A_b & 50%"
     text = render(entries, "latex")
     assert "A\\_b \\& 50\\%" in text
-    assert text.count("\\multicolumn{8}{l}{\\textit{") == 3
-    assert "\\begin{tabular}{lllrrrrr}" in text and "\\bottomrule" in text
+    assert text.count("\\multicolumn{10}{l}{\\textit{") == 3
+    assert "\\begin{tabular}{lllrrrrrrr}" in text and "\\bottomrule" in text
     assert "60.00 {\\scriptsize [59.00, 61.00]}" in text
 
 
