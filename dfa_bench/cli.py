@@ -166,8 +166,22 @@ def score(
     if details:
         write_jsonl(
             details,
-            ({k: r.get(k) for k in ("question_id", "task", "prediction", "correct", "rouge_l", "region_f1", "stance",
-                                    "consistent")} for r in rows),  # fmt: skip
+            (
+                {
+                    k: r.get(k)
+                    for k in (
+                        "question_id",
+                        "task",
+                        "prediction",
+                        "correct",
+                        "rouge_l",
+                        "region_f1",
+                        "stance",
+                        "consistent",
+                    )
+                }
+                for r in rows
+            ),  # fmt: skip
         )
 
 
@@ -177,8 +191,10 @@ def floors_command(
     output: Annotated[Path, typer.Option(help="Directory to write one run directory per floor in.")],
     dev: Annotated[
         Path | None,
-        typer.Option(help="Choose the majority class and the constant AD answers on this bench (a dev split); "
-                     "default: the bench itself, an optimistic floor."),
+        typer.Option(
+            help="Choose the majority class and the constant AD answers on this bench (a dev split); "
+            "default: the bench itself, an optimistic floor."
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seeds the random floor and the bootstrap CIs.")] = 0,
 ) -> None:

@@ -135,17 +135,19 @@ def floor_run(bench: Bench, name: str, *, choose_on: Bench | None = None, seed: 
     return {
         "model": "floor",
         "model_args": f"name={name}",
-        "floor": {"name": name, "title": FLOORS[name], "chosen_on": str((choose_on or bench).root),
-                  "chosen_on_manifest_sha256": (choose_on or bench).manifest_sha256},  # fmt: skip
+        "floor": {
+            "name": name,
+            "title": FLOORS[name],
+            "chosen_on": str((choose_on or bench).root),
+            "chosen_on_manifest_sha256": (choose_on or bench).manifest_sha256,
+        },  # fmt: skip
         "bench": str(bench.root),
         "bench_manifest_sha256": bench.manifest_sha256,
         "seed": seed,
     }
 
 
-def write_floors(
-    bench: Bench, output: Path | str, *, choose_on: Bench | None = None, seed: int = 0
-) -> dict[str, dict]:
+def write_floors(bench: Bench, output: Path | str, *, choose_on: Bench | None = None, seed: int = 0) -> dict[str, dict]:
     """OUTPUT/<floor>/ as finished run directories, one per floor; returns {floor: metrics}."""
     output = Path(output)
     out = {}

@@ -30,12 +30,19 @@ def _write_or_print(text: str, output: Path | None) -> None:
 def init_command(
     bench: Annotated[Path, typer.Option(help="The bench every entry must be measured on.")],
     leaderboard: Annotated[Path, typer.Option(help="Leaderboard directory to create.")],
+    dev: Annotated[
+        Path | None,
+        typer.Option(
+            help="Choose the floors' majority class and constant descriptions on this bench (a dev "
+            "split); default: the leaderboard's bench itself."
+        ),
+    ] = None,
 ) -> None:
-    """Create a leaderboard for one bench (identified by its manifest sha256)."""
+    """Create a leaderboard for one bench (identified by its manifest sha256), with its floors."""
     from dfa_bench.leaderboard.entries import init_leaderboard
 
     try:
-        config = init_leaderboard(leaderboard, bench)
+        config = init_leaderboard(leaderboard, bench, dev_dir=dev)
     except ValidationError as exc:
         _fail(str(exc))
     info = config["bench"]
@@ -49,16 +56,17 @@ def render_command(
     sort: Annotated[
         str,
         typer.Option(
-            help="Sort rows (within groups, best first) by dfd_acc, dfd_err, "
-            "dfd_acer, dfc_acc, ad_rouge_l, model or params."
+            help="Sort rows (within groups, best first) by dfd_acc, dfd_err, dfd_acer, dfc_acc, ad_rouge_l, "
+            "ad_region_f1, ad_verdict_consistency, model or params."
         ),
     ] = "dfd_acc",
     output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
     chart: Annotated[Path | None, typer.Option(help="Also write the PNG bar chart here.")] = None,
     reported: Annotated[bool, typer.Option(help="Include the paper's reported rows beside the measured ones.")] = True,
+    floors: Annotated[bool, typer.Option(help="Include the bench's floors (answers made without the image).")] = True,
 ) -> None:
     """Render the leaderboard as a comparison table (and optionally a PNG bar chart)."""
-    from dfa_bench.leaderboard.entries import load_entries, read_config, reference_entries
+    from dfa_bench.leaderboard.entries import load_entries, load_floors, read_config, reference_entries
     from dfa_bench.leaderboard.render import FORMATS, render, render_chart, sort_key_of
 
     if format not in (*FORMATS, "png"):
@@ -70,6 +78,7 @@ def render_command(
         sort = sort_key_of(sort)
         read_config(leaderboard)
         entries = load_entries(leaderboard) + (reference_entries() if reported else [])
+        entries += load_floors(leaderboard) if floors else []
     except (ValidationError, ValueError) as exc:
         _fail(str(exc))
     if format == "png":

@@ -17,13 +17,19 @@ from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
+from dfa_bench.bench import Bench, read_bench
+from dfa_bench.floors import FLOORS, floor_run, score_floor
 from dfa_bench.io import read_json, write_json
 from dfa_bench.metric_specs import specs
 from dfa_bench.schema import ValidationError
 
 SCHEMA = 1
 GROUPS = ("vision-only", "general MLLM", "tuned")
-PROVENANCES = ("measured", "reported")
+PROVENANCES = ("measured", "reported", "floor")
+# Floors (`dfa-bench floors`): answers made without the image, scored on the leaderboard's bench; shown as
+# reference rows in a group of their own, never ranked against the entries.
+FLOOR_GROUP = "floor"
+FLOORS_DIR = "floors"
 AUDIT_STATUSES = ("verified", "failed")  # `dfa-bench leaderboard audit`; a measured entry without one is unverified
 LEADERBOARD_FILE = "leaderboard.json"
 ENTRIES_DIR = "entries"
@@ -118,14 +124,14 @@ def _check_metrics(metrics: object, provenance: str, path: str | None) -> None:
             if column.task != task:
                 continue
             value = block.get(column.metric)
-            if value is None and provenance == "measured" and column.metric in ("acc", "err", "rouge_l"):
+            if value is None and provenance != "reported" and column.metric in ("acc", "err", "rouge_l"):
                 _fail("missing", path, f"{where}.{column.metric}")
             if value is not None and not _is_fraction(value):
                 _fail(f"expected a fraction in [0, 1], got {value!r}", path, f"{where}.{column.metric}")
             ci = (block.get("ci95") or {}).get(column.metric)
             if ci is not None and not (isinstance(ci, list) and len(ci) == 2 and all(map(_is_fraction, ci))):
                 _fail(f"expected [low, high] fractions, got {ci!r}", path, f"{where}.ci95.{column.metric}")
-        if provenance == "measured" and not (isinstance(block.get("n"), int) and block["n"] > 0):
+        if provenance != "reported" and not (isinstance(block.get("n"), int) and block["n"] > 0):
             _fail(f"expected a positive item count, got {block.get('n')!r}", path, f"{where}.n")
 
 
@@ -164,11 +170,12 @@ def validate_entry(entry: object, *, path: str | None = None) -> dict:
     name = entry.get("model")
     if not isinstance(name, str) or not slug(name) or len(name) > 200 or not name.isprintable():
         _fail(f"expected a printable model name of at most 200 characters, got {name!r}", path, "model")
-    if entry.get("group") not in GROUPS:
-        _fail(f"expected one of {list(GROUPS)}, got {entry.get('group')!r}", path, "group")
     provenance = entry.get("provenance")
     if provenance not in PROVENANCES:
         _fail(f"expected one of {list(PROVENANCES)}, got {provenance!r}", path, "provenance")
+    groups = (FLOOR_GROUP,) if provenance == "floor" else GROUPS
+    if entry.get("group") not in groups:
+        _fail(f"expected one of {list(groups)}, got {entry.get('group')!r}", path, "group")
     if provenance == "reported" and not (isinstance(entry.get("citation"), str) and entry["citation"].strip()):
         _fail("a reported entry needs its citation", path, "citation")
     params = entry.get("params")
@@ -177,8 +184,8 @@ def validate_entry(entry: object, *, path: str | None = None) -> dict:
     bench = entry.get("bench")
     if not isinstance(bench, dict) or not isinstance(bench.get("name"), str):
         _fail("expected {name, version, manifest_sha256}", path, "bench")
-    if provenance == "measured" and not re.fullmatch(r"[0-9a-f]{64}", str(bench.get("manifest_sha256"))):
-        _fail("a measured entry needs its bench's manifest sha256", path, "bench.manifest_sha256")
+    if provenance != "reported" and not re.fullmatch(r"[0-9a-f]{64}", str(bench.get("manifest_sha256"))):
+        _fail(f"a {provenance} entry needs its bench's manifest sha256", path, "bench.manifest_sha256")
     _check_metrics(entry.get("metrics"), provenance, path)
     abstained = entry.get("abstained") or []
     if not isinstance(abstained, list) or not set(abstained) <= set(entry["metrics"]):
@@ -214,14 +221,13 @@ def reference_entries() -> list[dict]:
 # ---- a leaderboard directory ------------------------------------------------------------------
 
 
-def init_leaderboard(leaderboard_dir: Path | str, bench_dir: Path | str) -> dict:
-    """Create (or re-point) a leaderboard for one bench, identified by its manifest sha256.
+def init_leaderboard(leaderboard_dir: Path | str, bench_dir: Path | str, *, dev_dir: Path | str | None = None) -> dict:
+    """Create (or re-point) a leaderboard for one bench, identified by its manifest sha256, with its floors
+    (scored anew; their constants chosen on the bench at `dev_dir` where given).
 
     Re-running with a bench of the same manifest only updates the stored path; a different bench is
     refused, since the existing entries were measured on the old one.
     """
-    from dfa_bench.bench import read_bench
-
     leaderboard_dir = Path(leaderboard_dir)
     if leaderboard_dir.exists() and not leaderboard_dir.is_dir():
         raise ValidationError("--leaderboard must be a directory; this is a file", path=str(leaderboard_dir))
@@ -246,9 +252,55 @@ def init_leaderboard(leaderboard_dir: Path | str, bench_dir: Path | str) -> dict
             "path": bench_path,
         },
     }
+    choose_on = read_bench(dev_dir) if dev_dir is not None else None
     (leaderboard_dir / ENTRIES_DIR).mkdir(parents=True, exist_ok=True)
     write_json(config_path, config)
+    write_floors(leaderboard_dir, bench, choose_on=choose_on)
     return config
+
+
+def floor_entry(bench: Bench, name: str, metrics: dict, run: dict) -> dict:
+    """A floor's leaderboard row: its metrics on the leaderboard's bench and what its constants were chosen on."""
+    return {
+        "schema": SCHEMA,
+        "model": FLOORS[name],
+        "group": FLOOR_GROUP,
+        "provenance": "floor",
+        "params": None,
+        "bench": {
+            "name": bench.manifest.get("name"),
+            "version": bench.manifest.get("version"),
+            "manifest_sha256": bench.manifest_sha256,
+        },  # fmt: skip
+        "metrics": metrics,
+        "abstained": [],
+        "floor": run["floor"],
+    }
+
+
+def write_floors(leaderboard_dir: Path | str, bench: Bench, *, choose_on: Bench | None = None) -> list[Path]:
+    """LEADERBOARD/floors/<floor>.json, one entry per floor of dfa_bench.floors."""
+    folder = Path(leaderboard_dir) / FLOORS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in FLOORS:
+        metrics, _, _ = score_floor(bench, name, choose_on=choose_on)
+        entry = validate_entry(floor_entry(bench, name, metrics, floor_run(bench, name, choose_on=choose_on)))
+        paths.append(folder / f"{name}.json")
+        write_json(paths[-1], entry)
+    return paths
+
+
+def load_floors(leaderboard_dir: Path | str) -> list[dict]:
+    """The floor rows of a leaderboard (none for one made before floors existed), each on its bench."""
+    expected = read_config(leaderboard_dir)["bench"]["manifest_sha256"]
+    floors = []
+    for path in sorted((Path(leaderboard_dir) / FLOORS_DIR).glob("*.json")):
+        entry = read_entry(path)
+        if entry["provenance"] != "floor" or entry["bench"]["manifest_sha256"] != expected:
+            raise ValidationError("not a floor of this leaderboard's bench", path=str(path))
+        floors.append(entry)
+    return floors
 
 
 def read_config(leaderboard_dir: Path | str) -> dict:

@@ -27,6 +27,7 @@ from dfa_bench.io import atomic_write_bytes
 from dfa_bench.leaderboard.entries import (
     COLUMN_BY_KEY,
     COLUMNS,
+    FLOOR_GROUP,
     GROUPS,
     Column,
     format_params,
@@ -38,7 +39,15 @@ from dfa_bench.leaderboard.significance import NOTE as SIGNIFICANCE_NOTE
 
 FORMATS = ("md", "latex", "html", "csv")
 SORT_KEYS = (*COLUMN_BY_KEY, "model", "params")
-GROUP_TITLES = {"vision-only": "Vision-only models", "general MLLM": "General MLLMs", "tuned": "Tuned models"}
+GROUP_TITLES = {"vision-only": "Vision-only models", "general MLLM": "General MLLMs", "tuned": "Tuned models",
+                FLOOR_GROUP: "Floors: answers that never look at the image"}  # fmt: skip
+ROW_GROUPS = (*GROUPS, FLOOR_GROUP)  # floors last, as references below the ranked rows
+FLOOR_NOTE = (
+    "Floors are scored by the same code from answers made without the image (dfa-bench floors): majority class "
+    "with the single best constant description, balanced uniform random, and each category's most central "
+    "description given the true category. A model at or below a floor on a metric shows no use of the image there; "
+    "floors are never marked best."
+)
 
 
 def pct(value: float) -> str:
@@ -69,10 +78,11 @@ def _row_sort_key(entry: dict, key: str) -> tuple:
 def table_rows(entries: list[dict], sort: str = "dfd_acc") -> list[dict]:
     """Plain rows in display order: group, model, provenance, params, per-column value/ci/best."""
     key = sort_key_of(sort)
-    best = {c.key: _best(entries, c) for c in COLUMNS}
-    tests = significance(entries)
+    ranked = [e for e in entries if e["provenance"] != "floor"]
+    best = {c.key: _best(ranked, c) for c in COLUMNS}
+    tests = significance(ranked)
     rows = []
-    for group in GROUPS:
+    for group in ROW_GROUPS:
         for entry in sorted((e for e in entries if e["group"] == group), key=lambda e: _row_sort_key(e, key)):
             cells = {}
             for column in COLUMNS:
@@ -80,7 +90,7 @@ def table_rows(entries: list[dict], sort: str = "dfd_acc") -> list[dict]:
                 cells[column.key] = {
                     "value": value,
                     "ci": metric_ci(entry, column),
-                    "best": value is not None and pct(value) == best[column.key],
+                    "best": value is not None and entry["provenance"] != "floor" and pct(value) == best[column.key],
                     # against the best measured row of the column: {p, vs, test, significant}, or None
                     "test": tests.get((entry["model"], column.key)),
                 }
@@ -157,6 +167,8 @@ def _source(row: dict) -> str:
     """reported, or measured with its audit status: verified, unverified (never audited) or audit failed."""
     if row["provenance"] == "reported":
         return "reported [1]"
+    if row["provenance"] == "floor":
+        return "floor (no image)"
     return {"verified": "measured, verified", "failed": "measured, audit failed"}.get(
         row["audit"], "measured, unverified"
     )
@@ -169,6 +181,8 @@ def _notes(rows: list[dict], benches: str, esc=lambda text: text) -> list[str]:
         notes.append(SIGNIFICANCE_NOTE)
     if benches:
         notes.append(f"Measured on {esc(benches)}.")
+    if any(r["provenance"] == "floor" for r in rows):
+        notes.append(esc(FLOOR_NOTE))
     citations = sorted({r["citation"] for r in rows if r["provenance"] == "reported"})
     for citation in citations:
         notes.append(f"[1] Reported in {esc(citation)}, on the paper's DFA-Bench test set (not the bench above).")
@@ -179,7 +193,7 @@ def _bench_names(rows: list[dict]) -> str:
     benches = {
         (r["bench"]["name"], r["bench"].get("version"), r["bench"].get("manifest_sha256"))
         for r in rows
-        if r["provenance"] == "measured"
+        if r["provenance"] != "reported"
     }
     return "; ".join(f"bench {n} v{v} (manifest sha256 {(s or '')[:12]})" for n, v, s in sorted(benches, key=str))
 
@@ -196,7 +210,7 @@ def md_escape(text: str) -> str:
 
 def render_markdown(rows: list[dict]) -> str:
     parts = ["# DFA-Bench leaderboard", ""]
-    for group in GROUPS:
+    for group in ROW_GROUPS:
         body = []
         for row in (r for r in rows if r["group"] == group):
             cells = []
@@ -248,7 +262,7 @@ def render_latex(rows: list[dict]) -> str:
         "\\toprule",
         " & ".join(latex_escape(h) for h in HEADERS) + " \\\\",
     ]
-    for group in GROUPS:
+    for group in ROW_GROUPS:
         group_rows = [r for r in rows if r["group"] == group]
         if not group_rows:
             continue
@@ -349,7 +363,7 @@ def render_html(rows: list[dict]) -> str:
         ),
     ]
     bodies = []
-    for group in GROUPS:
+    for group in ROW_GROUPS:
         group_rows = [r for r in rows if r["group"] == group]
         if not group_rows:
             continue
@@ -423,18 +437,18 @@ def render_chart(entries: list[dict], path: Path | str, *, sort: str = "dfd_acc"
 
     rows = table_rows(entries, sort)
     path = Path(path)
-    width = 0.16
+    width = 0.8 / len(COLUMNS)
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) + 2), 4.5), dpi=100)
     colors = plt.get_cmap("tab10").colors
     for i, column in enumerate(COLUMNS):
-        offsets = x + (i - 2) * width
+        offsets = x + (i - (len(COLUMNS) - 1) / 2) * width
         cells = [row["cells"][column.key] for row in rows]
         heights = [100 * c["value"] if c["value"] is not None else 0.0 for c in cells]
         bars = ax.bar(offsets, heights, width, color=colors[i])
         for bar, row in zip(bars, rows):
-            if row["provenance"] == "reported":
-                bar.set_hatch("//")
+            if row["provenance"] != "measured":
+                bar.set_hatch("//" if row["provenance"] == "reported" else "..")
                 bar.set_edgecolor("white")
         with_ci = [(o, h, c["ci"]) for o, h, c in zip(offsets, heights, cells) if c["ci"] and c["value"] is not None]
         if with_ci:
@@ -452,6 +466,7 @@ def render_chart(entries: list[dict], path: Path | str, *, sort: str = "dfd_acc"
             )
     handles = [Patch(facecolor=colors[i], label=c.label) for i, c in enumerate(COLUMNS)]
     handles.append(Patch(facecolor="grey", edgecolor="white", hatch="//", label="reported in the paper"))
+    handles.append(Patch(facecolor="grey", edgecolor="white", hatch="..", label="floor (no image)"))
     labels = [f"{r['model']}{' *' if r['provenance'] == 'reported' else ''}" for r in rows]
     ax.set_xticks(x, labels, rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("%")

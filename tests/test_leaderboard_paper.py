@@ -16,8 +16,7 @@ from typer.testing import CliRunner
 from dfa_bench.io import write_json
 from dfa_bench.leaderboard.cli import app
 from dfa_bench.leaderboard.entries import ENTRIES_DIR, LEADERBOARD_FILE, reference_entries
-from dfa_bench.leaderboard.paper import COLUMNS
-from dfa_bench.leaderboard.paper import paper_tables
+from dfa_bench.leaderboard.paper import COLUMNS, paper_tables
 
 PAPER_MD = Path(__file__).resolve().parents[2] / "shared" / "reference" / "paper.md"
 HEADER = ["DF-D ACC", "DF-D ERR", "DF-D ACER", "DF-C ACC", "AD ROUGE-L"]
