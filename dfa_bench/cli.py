@@ -218,6 +218,47 @@ def floors_command(
                     "dev split)", err=True, fg="yellow")  # fmt: skip
 
 
+@app.command("judge")
+def judge_command(
+    run: Annotated[Path, typer.Argument(help="A finished `dfa-bench eval` output directory.")],
+    judge_model: Annotated[str, typer.Option(help="The judge: a chat model of an OpenAI-compatible endpoint.")],
+    judge_args: Annotated[
+        str,
+        typer.Option(
+            help="base_url, api_key_env (default OPENAI_API_KEY), concurrency, max_retries, timeout, "
+            "max_tokens, detail; comma-separated name=value."
+        ),
+    ] = "",
+    bench: Annotated[Path | None, typer.Option(help="The run's bench (default: the path run.json records).")] = None,
+    seed: Annotated[int, typer.Option(help="Seeds the bootstrap CI.")] = 0,
+) -> None:
+    """Grade a run's AD answers with an LLM judge and a fixed rubric (optional; costs API calls)."""
+    from dfa_bench.bench import read_bench
+    from dfa_bench.evaluate import parse_model_args
+    from dfa_bench.io import read_json
+    from dfa_bench.judge import ADJudge, judge_run
+
+    try:
+        args = parse_model_args(judge_args)
+        info = read_json(run / "run.json") if (run / "run.json").is_file() else {}
+        bench_dir = bench or (Path(info["bench"]) if isinstance(info, dict) and info.get("bench") else None)
+        if bench_dir is None:
+            _fail(f"{run}: run.json names no bench; give --bench DIR")
+        judge = ADJudge(run / "judge" / "cache", model=judge_model, args=args)
+        result = judge_run(run, read_bench(bench_dir), judge, seed=seed)
+    except (ValidationError, RuntimeError) as exc:
+        _fail(str(exc))
+    ci = result["ci95"]
+    shown = "-" if result["score"] is None else f"{100 * result['score']:.2f}"
+    typer.echo(f"judge {judge_model} (rubric sha256 {result['judge']['rubric_sha256'][:12]}): AD score {shown}"
+               + (f" [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]" if ci else "") + f" over {result['n_graded']} of "
+               f"{result['n']} items; Spearman with ROUGE-L {result['spearman']['rouge_l']}, with region F1 "
+               f"{result['spearman']['region_f1']}")  # fmt: skip
+    if result["failures"]:
+        shown = "; ".join(f"{q}: {why}" for q, why in list(result["failures"].items())[:5])
+        _fail(f"{len(result['failures'])} items were not graded (run again to retry only them): {shown}", 1)
+
+
 @app.command("compare")
 def compare(
     run_a: Annotated[Path, typer.Argument(help="A `dfa-bench eval` output directory (model A).")],
