@@ -135,6 +135,10 @@ def run_summary(entry: dict) -> str:
     parts = [", ".join(f"{label} {versions[key]}" for key, label in names if versions.get(key)) or "versions unknown"]
     identity = entry.get("model_identity") or {}
     parts += [f"{arg}: {_weights(ident)}" for arg, ident in identity.items() if isinstance(ident, dict)]
+    for judged in entry.get("judges") or []:  # `dfa-bench judge`, as the submitter ran it (not recomputed)
+        score = "-" if judged["score"] is None else pct(judged["score"])
+        parts.append(f"AD judge {judged['judge']['model']} (rubric sha256 {judged['judge']['rubric_sha256'][:12]}"
+                     f"{'' if judged.get('rubric_current') else ', not the current rubric'}): {score}, not recomputed")  # fmt: skip
     return "; ".join(parts)
 
 

@@ -414,7 +414,43 @@ def build_entry(
         },
         "notes": notes + [p for p in run.get("problems") or [] if isinstance(p, str)],
     }
+    judges = _judges(files, bench)
+    if judges:
+        entry["judges"] = judges  # `dfa-bench judge`: the submitter's, not recomputed (see leaderboard/README.md)
     return validate_entry(entry), answers
+
+
+def _judges(files: SubmissionFiles, bench: Bench) -> list[dict]:
+    """The run's `dfa-bench judge` results (RUN/judge/*.json), checked for shape and bench, kept as the judge
+    reported them: grades come from an API and cannot be recomputed here, so the entry says so."""
+    from dfa_bench.judge import JUDGE_DIR, rubric_sha256
+
+    out = []
+    for rel in files.glob(f"{JUDGE_DIR}/*.json"):
+        result = files.read_json(rel)
+        judge = result.get("judge") if isinstance(result, dict) else None
+        ok = (
+            isinstance(judge, dict) and isinstance(judge.get("model"), str)
+            and isinstance(judge.get("rubric_sha256"), str) and isinstance(judge.get("settings"), dict)
+            and (result.get("score") is None or _is_fraction(result.get("score")))
+            and isinstance(result.get("n_graded"), int) and isinstance(result.get("spearman"), dict)
+        )  # fmt: skip
+        if not ok:
+            raise SubmissionRejected(f"{rel}: malformed judge result: expected judge {{model, rubric_sha256, "
+                                     "settings}, score, n_graded and spearman")  # fmt: skip
+        if (result.get("run") or {}).get("bench_manifest_sha256") != bench.manifest_sha256:
+            raise SubmissionRejected(f"{rel}: the judge graded answers on another bench")
+        out.append({
+            "judge": {k: judge.get(k) for k in ("model", "base_url", "rubric_version", "rubric_sha256", "settings")},
+            "score": result["score"], "ci95": result.get("ci95"), "n_graded": result["n_graded"],
+            "n": result.get("n"), "spearman": result["spearman"],
+            "rubric_current": judge["rubric_sha256"] == rubric_sha256(), "recomputed": False,
+        })  # fmt: skip
+    return out
+
+
+def _is_fraction(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1
 
 
 def answers_jsonl(judged: list[dict]) -> bytes:

@@ -112,3 +112,41 @@ def test_bad_judge_arguments_and_missing_key(run_dir, monkeypatch):
     assert result.exit_code == 2 and "unknown judge argument" in result.output
     result = runner.invoke(app, ["judge", str(run_dir), "--judge-model", "j", "--judge-args", "base_url=http://x"])
     assert result.exit_code == 2 and "OPENAI_API_KEY" in result.output
+
+
+def test_submit_carries_the_judge_into_the_entry_and_the_table(bench_dir, tmp_path, monkeypatch):
+    from leaderboard_fixtures import make_eval_output
+
+    from dfa_bench.io import write_jsonl
+    from dfa_bench.leaderboard.entries import init_leaderboard, load_entries
+    from dfa_bench.leaderboard.render import render
+    from dfa_bench.leaderboard.submit import SubmissionRejected, submit
+
+    bench = read_bench(bench_dir)
+    run = make_eval_output(bench, tmp_path / "run")
+    predictions = {json.loads(line)["question_id"]: {**json.loads(line), "line": n} for n, line in
+                   enumerate((run / "predictions.jsonl").read_text().splitlines(), 1)}  # fmt: skip
+    _, rows, _ = score_predictions(bench, predictions, only_answered=True)
+    write_jsonl(run / "details.jsonl", rows)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    fake = FakeOpenAI(reply=_grade_by_reference)
+    try:
+        result = runner.invoke(app, ["judge", str(run), "--judge-model", "judge-x", "--judge-args",
+                                     f"base_url={fake.url}"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+    finally:
+        fake.close()
+    init_leaderboard(tmp_path / "lb", bench_dir)
+    entry, _ = submit(run, tmp_path / "lb", model_name="judged")
+    (judged,) = entry["judges"]
+    assert judged["judge"]["model"] == "judge-x" and judged["judge"]["rubric_sha256"] == rubric_sha256()
+    assert judged["recomputed"] is False and judged["rubric_current"] is True
+    assert judged["score"] == json.loads((run / "judge/judge-x.json").read_text())["score"]
+    assert "AD judge judge-x (rubric sha256 " in render(load_entries(tmp_path / "lb"), "md")
+    # a judge result for another bench is refused, by file name
+    result_path = run / "judge/judge-x.json"
+    tampered = json.loads(result_path.read_text())
+    tampered["run"]["bench_manifest_sha256"] = "0" * 64
+    result_path.write_text(json.dumps(tampered))
+    with pytest.raises(SubmissionRejected, match="judge/judge-x.json: the judge graded answers on another bench"):
+        submit(run, tmp_path / "lb", model_name="judged again")
