@@ -74,7 +74,9 @@ demo: install
 	$(VENV)/bin/dfa-bench score --bench $(DEMO)/mini/bench/test --predictions $(DEMO)/eval/probe/predictions.jsonl \
 		--output $(DEMO)/eval/probe/rescored.json
 	$(call STEP,8,the leaderboard: submissions and audits)
-	$(VENV)/bin/dfa-bench leaderboard init --bench $(DEMO)/mini/bench/test --leaderboard $(DEMO)/leaderboard
+	# the floors (answers that never look at the image, their constants chosen on the dev split) come with the board
+	$(VENV)/bin/dfa-bench leaderboard init --bench $(DEMO)/mini/bench/test --leaderboard $(DEMO)/leaderboard \
+		--dev $(DEMO)/mini/bench/dev
 	$(VENV)/bin/dfa-bench submit $(DEMO)/eval/probe --leaderboard $(DEMO)/leaderboard \
 		--model-name "probe (EfficientNet-Lite0)" --group vision-only
 	$(VENV)/bin/dfa-bench submit $(DEMO)/eval/dfa-gpt-mini --leaderboard $(DEMO)/leaderboard \
@@ -84,8 +86,12 @@ demo: install
 		--model dfa_probe --model-args head=$(CURDIR)/$(DEMO)/probe,device=cpu --sample 16
 	$(OFFLINE) $(VENV)/bin/dfa-bench leaderboard audit DFA-GPT-mini --leaderboard $(DEMO)/leaderboard \
 		--model dfa_gpt --model-args pretrained=$(CURDIR)/$(DEMO)/dfa-gpt-mini/run,device=cpu,dtype=float32 --sample 16
-	$(call STEP,9,DFA-GPT-mini against the probe: paired tests over the same items)
+	$(call STEP,9,DFA-GPT-mini against the probe and against the floors: paired tests over the same items)
 	$(VENV)/bin/dfa-bench compare $(DEMO)/eval/dfa-gpt-mini $(DEMO)/eval/probe --output $(DEMO)/eval/compare.json
+	$(VENV)/bin/dfa-bench floors --bench $(DEMO)/mini/bench/test --dev $(DEMO)/mini/bench/dev --output $(DEMO)/floors \
+		> $(DEMO)/floors.txt
+	$(VENV)/bin/dfa-bench compare $(DEMO)/eval/dfa-gpt-mini $(DEMO)/floors/category-oracle \
+		--output $(DEMO)/eval/compare-floor.json
 	$(call STEP,10,the leaderboard rendered (markdown; HTML; chart) and the paper's tables)
 	$(VENV)/bin/dfa-bench leaderboard render --leaderboard $(DEMO)/leaderboard --format md \
 		--chart $(DEMO)/leaderboard/chart.png
