@@ -136,6 +136,27 @@ def gpt_train(tmp: Path, *extra: str, data: Path | None = None) -> list[str]:
 
 
 CASES = {
+    # floors, judge (issue 26): refused before anything is written
+    "floors on a bench that is not there": Case(
+        lambda t, b: ["floors", "--bench", str(t / "nob"), "--output", str(t / "out")],
+        lambda t, b: f"{t}/nob/manifest.json: bench manifest not found",
+    ),
+    "floors with a dev bench that is not there": Case(
+        lambda t, b: ["floors", "--bench", str(b), "--dev", str(t / "nodev"), "--output", str(t / "out")],
+        lambda t, b: f"{t}/nodev/manifest.json: bench manifest not found",
+    ),
+    "leaderboard init with a dev bench that is not there": Case(
+        lambda t, b: ["leaderboard", "init", "--bench", str(b), "--leaderboard", str(t / "lb"), "--dev", str(t / "nd")],
+        lambda t, b: f"{t}/nd/manifest.json: bench manifest not found",
+    ),
+    "judge a run that did not finish": Case(
+        lambda t, b: ["judge", str(t), "--judge-model", "j", "--bench", str(b)],
+        lambda t, b: "no run.json: not a finished `dfa-bench eval` output directory",
+    ),
+    "judge with an unknown judge argument": Case(
+        lambda t, b: ["judge", str(run(t, b)), "--judge-model", "j", "--judge-args", "temp=0"],
+        lambda t, b: "unknown judge argument(s) ['temp']",
+    ),
     # submit: a rejected submission exits 1 (leaderboard/README.md); a bad option 2
     "submit a directory that is not there": Case(
         lambda t, b: submit(t, b, *SUBMIT, results=t / "nope"), lambda t, b: f"{t}/nope: not a directory", code=1

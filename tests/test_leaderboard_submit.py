@@ -128,6 +128,19 @@ def test_tampered_confidence_interval_in_metrics_json(board):
     _rejected(board_dir, output, r"metrics.json: ad.ci95.rouge_l\[1\]")
 
 
+@pytest.mark.parametrize("metric", ["region_f1", "verdict_consistency"])
+def test_tampered_ad_grounding_metrics_are_recomputed(board, metric):
+    board_dir, output, _ = board
+    edit_json(output / "metrics.json", lambda m: m["ad"].update({metric: 0.99}))
+    _rejected(board_dir, output, f"metrics.json: ad.{metric}: reported 0.99")
+
+
+def test_tampered_region_f1_in_lmms_eval_results(board):
+    board_dir, output, _ = board
+    edit_json(output / RESULTS_REL, lambda r: r["results"]["dfa_bench_ad"].update({"region_f1,none": 0.99}))
+    _rejected(board_dir, output, r"_results.json: results.dfa_bench_ad.region_f1,none: reported 0.99")
+
+
 def test_metric_within_tolerance_is_accepted(board):
     board_dir, output, _ = board
     edit_json(output / "metrics.json", lambda m: m["dfd"].update(acc=m["dfd"]["acc"] + 1e-12))
