@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 STANCES = ("claimed", "none", "unclear")
@@ -36,8 +36,13 @@ def _patterns() -> dict[str, re.Pattern]:
     vocab = vocabulary()
     terms = _alternatives(vocab["artifact_terms"] + vocab["claim_terms"])
     negator = rf"(?:\b(?:{_alternatives(vocab['negators'])})\b|n't\b)"
+    # one scan for every region: a named group each, more specific regions first ("brow ridge" is the
+    # forehead, "eye brows" the eyebrows, not the eyes)
+    order = sorted(vocab["regions"], key=lambda name: {"forehead": 0, "eyebrows": 1}.get(name, 2))
+    named = "|".join(f"(?P<{name}>{_alternatives(vocab['regions'][name])})" for name in order)
     return {
-        "break": re.compile(_alternatives(vocab["clause_breaks"])),
+        # the lookahead skips every position that cannot start a break (most of them) at once
+        "break": re.compile(rf"(?=[\s.!?;,])(?:{_alternatives(vocab['clause_breaks'])})"),
         "piece": re.compile(r",\s*|\s+and\s+|\s+with\s+"),
         "uncertain": re.compile(rf"\b(?:{_alternatives(vocab['uncertain'])})"),
         # a negator governing an artifact term up to four words on, and what follows up to a comma
@@ -46,10 +51,7 @@ def _patterns() -> dict[str, re.Pattern]:
         "not_natural": re.compile(rf"{negator}(?:\s+[^\s,]+){{0,2}}?\s+(?:{_alternatives(vocab['natural_terms'])})\b"),
         "term": re.compile(rf"\b(?:{terms})\b"),
         "natural": re.compile(rf"\b(?:{_alternatives(vocab['natural_terms'])})\b"),
-        **{
-            f"region:{name}": re.compile(rf"\b(?:{_alternatives(patterns)})\b")
-            for name, patterns in vocab["regions"].items()
-        },
+        "region": re.compile(rf"\b(?:{named})\b"),
     }
 
 
@@ -67,8 +69,7 @@ def _tag(clause: str) -> str | None:
     p = _patterns()
     if p["uncertain"].search(clause):
         return "unclear"
-    negated = p["negated"].search(clause)
-    rest = p["negated"].sub(" ", clause)
+    rest, negated = p["negated"].subn(" ", clause)
     if p["not_natural"].search(rest) or p["term"].search(rest):
         return "claimed"
     if negated or p["natural"].search(rest):
@@ -77,8 +78,7 @@ def _tag(clause: str) -> str | None:
 
 
 def _named(clause: str) -> set[str]:
-    p = _patterns()
-    return {name for name in regions() if p[f"region:{name}"].search(clause)}
+    return {match.lastgroup for match in _patterns()["region"].finditer(clause)}
 
 
 def _pieces(clause: str) -> list[tuple[str, str | None]]:
@@ -104,19 +104,26 @@ def clauses(text: str) -> list[tuple[str, str | None]]:
     return out
 
 
-def claimed_regions(text: str) -> frozenset[str]:
-    """The canonical regions the text says show artifacts (named, and neither denied nor hedged)."""
+@lru_cache(maxsize=4096)
+def read(text: str) -> tuple[frozenset[str], str]:
+    """(the regions the text says show artifacts, its stance): one reading of the text's clauses."""
     tagged = clauses(text)
+    tags = {tag for _, tag in tagged}
     # an untagged clause names artifact regions only in a text that claims artifacts ("1. Eyes:" heads a list);
     # elsewhere it is a mere mention ("a man with short hair")
-    counted = ("claimed", None) if any(tag == "claimed" for _, tag in tagged) else ("claimed",)
-    return frozenset().union(*(_named(clause) for clause, tag in tagged if tag in counted))
+    counted = ("claimed", None) if "claimed" in tags else ("claimed",)
+    found = frozenset().union(*(_named(clause) for clause, tag in tagged if tag in counted))
+    return found, "claimed" if "claimed" in tags else "none" if "none" in tags else "unclear"
+
+
+def claimed_regions(text: str) -> frozenset[str]:
+    """The canonical regions the text says show artifacts (named, and neither denied nor hedged)."""
+    return read(text or "")[0]
 
 
 def stance(text: str | None) -> str:
     """'claimed' when any clause claims artifacts, else 'none' when one denies them, else 'unclear'."""
-    tags = {tag for _, tag in clauses(text or "")}
-    return "claimed" if "claimed" in tags else "none" if "none" in tags else "unclear"
+    return read(text or "")[1]
 
 
 def region_scores(reference: frozenset[str], answer: frozenset[str]) -> dict[str, float] | None:
