@@ -108,3 +108,22 @@ def test_auc_ci95_brackets_sklearns_auc_and_narrows_with_more_data():
     # all scores tied: every resample is at chance exactly
     chance = auc_ci95(np.arange(200) % 2 == 0, np.zeros(200), seed=0)
     assert chance == [0.5, 0.5]
+
+
+def test_ad_region_stance_and_consistency_by_hand():
+    regions = [
+        {"region_precision": 1.0, "region_recall": 0.5, "region_f1": 2 / 3},
+        None,  # the reference names no region: left out
+        {"region_precision": 0.0, "region_recall": 0.0, "region_f1": 0.0},
+        {"region_precision": 0.5, "region_recall": 1.0, "region_f1": 2 / 3},
+    ]
+    out = ad_metrics([0.5, 0.1, 0.2, 0.4], regions=regions, stances=["claimed", "none", "claimed", "unclear"],
+                     consistency=[True, None, False, True])  # fmt: skip
+    assert out["region_precision"] == pytest.approx(0.5) and out["region_recall"] == pytest.approx(0.5)
+    assert out["region_f1"] == pytest.approx(4 / 9) and out["n_region_grounded"] == 3
+    assert out["stance"] == {"claimed": 0.5, "none": 0.25, "unclear": 0.25}
+    assert out["verdict_consistency"] == pytest.approx(2 / 3) and out["n_verdict_paired"] == 3
+    low, high = out["ci95"]["verdict_consistency"]
+    assert 0 <= low <= 2 / 3 <= high <= 1
+    empty = ad_metrics([0.3], regions=[None], stances=["none"], consistency=[None])
+    assert empty["region_f1"] is None and empty["verdict_consistency"] is None and "region_f1" not in empty["ci95"]
