@@ -29,7 +29,7 @@ def reference_regions(reference: str) -> frozenset[str]:
     return claimed_regions(reference)
 
 
-_NO_REGIONS = dict.fromkeys(("region_precision", "region_recall", "region_f1"))
+REGION_METRICS = ("region_precision", "region_recall", "region_f1")
 
 
 def judge(item: dict, response: str | None, score: float | None = None, *, rouge: float | None = None) -> dict:
@@ -46,7 +46,7 @@ def judge(item: dict, response: str | None, score: float | None = None, *, rouge
         answer = claimed_regions(response or "")
         reference = reference_regions(item["answer"])
         row.update(regions=sorted(answer), reference_regions=sorted(reference),
-                   **(region_scores(reference, answer) or _NO_REGIONS), stance=stance(response))  # fmt: skip
+                   **(region_scores(reference, answer) or dict.fromkeys(REGION_METRICS)), stance=stance(response))  # fmt: skip
         return row
     truth = item["label"] if item["task"] == "dfd" else item["category"]
     prediction = parse(item, response) if response is not None else UNPARSEABLE
@@ -70,7 +70,7 @@ def verdict_consistency(ad_rows: list[dict], dfd_rows: list[dict]) -> list[bool 
 def _ad_block(ad: list[dict], dfd: list[dict], *, seed: int, resamples: int) -> dict:
     return ad_metrics(
         [r["rouge_l"] for r in ad],
-        regions=[None if r["region_f1"] is None else {k: r[k] for k in _NO_REGIONS} for r in ad],
+        regions=[None if r["region_f1"] is None else {k: r[k] for k in REGION_METRICS} for r in ad],
         stances=[r["stance"] for r in ad],
         consistency=verdict_consistency(ad, dfd),
         seed=seed,
