@@ -15,17 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 from dfa_bench.bench import read_bench
-from dfa_bench.metrics import auc_ci95, dfc_metrics, dfd_metrics
-from dfa_bench.schema import CATEGORIES
+from dfa_bench.floors import score_floor
+from dfa_bench.metrics import auc_ci95
 
 BIN = Path(sys.executable).parent
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -48,24 +46,14 @@ def with_ci(value: float | None, ci: list[float] | None) -> str:
 
 
 def baselines(bench, seed: int) -> dict[str, dict]:
-    """Majority class (always the most common label / category of the test split) and uniform random answers."""
-    dfd = bench.items_for("dfd")
-    dfc = bench.items_for("dfc")
-    dfd_truth, dfc_truth = [i["label"] for i in dfd], [i["category"] for i in dfc]
-    rng = random.Random(seed)
-    majority_label = Counter(dfd_truth).most_common(1)[0][0]
-    majority_category = Counter(dfc_truth).most_common(1)[0][0]
-    random_scores = [rng.random() for _ in dfd]
+    """The bench's majority-class and uniform random floors (dfa_bench.floors), chosen on the test split itself."""
     out = {}
-    for name, labels, scores, categories in (
-        ("majority", [majority_label] * len(dfd), [1.0 if majority_label == "forgery" else 0.0] * len(dfd),
-         [majority_category] * len(dfc)),
-        ("random", ["forgery" if s >= 0.5 else "bona_fide" for s in random_scores], random_scores,
-         [rng.choice(CATEGORIES) for _ in dfc]),
-    ):  # fmt: skip
-        d = dfd_metrics(dfd_truth, labels, scores, seed=seed)
-        d["auc_ci"] = auc_ci95([t == "forgery" for t in dfd_truth], scores, seed=seed)
-        out[name] = {"dfd": d, "dfc": dfc_metrics(dfc_truth, categories, seed=seed)}
+    for name in ("majority", "random"):
+        metrics, _, lines = score_floor(bench, name, seed=seed)
+        scores = {line["question_id"]: line["score"] for line in lines}
+        dfd = bench.items_for("dfd")
+        auc_ci = auc_ci95([i["label"] == "forgery" for i in dfd], [scores[i["question_id"]] for i in dfd], seed=seed)
+        out[name] = {**metrics, "dfd": {**metrics["dfd"], "auc_ci": auc_ci}}
     return out
 
 
