@@ -1,8 +1,8 @@
 """Comparison tables (Markdown, LaTeX, HTML, CSV) and a PNG bar chart of leaderboard entries.
 
 Layout, the same in every format:
-- columns follow the paper: DF-D ACC, ERR, ACER; DF-C ACC; AD ROUGE-L, as percentages with two
-  decimals; a measured value carries its 95% bootstrap interval as "95.22 [93.10, 97.05]";
+- columns follow the paper: DF-D ACC, ERR, ACER; DF-C ACC; AD ROUGE-L; then AD region F1 and verdict
+  consistency, as percentages with two decimals; a measured value carries its 95% bootstrap interval as "95.22 [93.10, 97.05]";
 - an ability an entry lacks shows "-";
 - rows are grouped as vision-only, general MLLMs, tuned models, and sorted within each group by one
   column, best first (higher ACC/ROUGE-L, lower ERR/ACER; missing values last);
@@ -10,7 +10,9 @@ Layout, the same in every format:
   whose cells stay plain numbers, a `best` column lists the column keys the row is best in. Ties at
   the shown precision are all marked;
 - reported rows (copied from a publication) are labelled "reported" with their citation; they were
-  measured on the publication's test set, not on the leaderboard's bench.
+  measured on the publication's test set, not on the leaderboard's bench;
+- floors (answers made without the image, dfa_bench.floors) come last, in a group of their own, and are
+  never marked best or tested.
 """
 
 from __future__ import annotations
@@ -322,6 +324,7 @@ thead th[aria-sort="descending"]::after { content: " \\25BC"; }
 thead th[aria-sort="ascending"]::after { content: " \\25B2"; }
 tr.group th { text-align: left; background: #e8eef7; cursor: default; }
 tr.reported td { color: #555; font-style: italic; }
+tr.floor td { color: #777; }
 .ci { color: #777; font-size: .8em; }
 .best { font-weight: bold; }
 """
