@@ -2,7 +2,8 @@
 
 Layout, the same in every format:
 - columns follow the paper: DF-D ACC, ERR, ACER; DF-C ACC; AD ROUGE-L; then AD region F1 and verdict
-  consistency, as percentages with two decimals; a measured value carries its 95% bootstrap interval as "95.22 [93.10, 97.05]";
+  consistency, as percentages with two decimals; a measured value carries its 95% bootstrap interval as
+  "95.22 [93.10, 97.05]";
 - an ability an entry lacks shows "-";
 - rows are grouped as vision-only, general MLLMs, tuned models, and sorted within each group by one
   column, best first (higher ACC/ROUGE-L, lower ERR/ACER; missing values last);
