@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from functools import cache, lru_cache
 from importlib import resources
 
@@ -44,14 +45,20 @@ def _patterns() -> dict[str, re.Pattern]:
         # the lookahead skips every position that cannot start a break (most of them) at once
         "break": re.compile(rf"(?=[\s.!?;,])(?:{_alternatives(vocab['clause_breaks'])})"),
         "piece": re.compile(r",\s*|\s+and\s+|\s+with\s+"),
-        "uncertain": re.compile(rf"\b(?:{_alternatives(vocab['uncertain'])})"),
-        # a negator governing an artifact term up to four words on, and what follows up to a comma
-        # ("no signs of manipulation", "not see any blending seams along the jawline")
-        "negated": re.compile(rf"{negator}(?:\s+[^\s,]+){{0,4}}?\s+(?:{terms})\b[^,]*"),
-        "not_natural": re.compile(rf"{negator}(?:\s+[^\s,]+){{0,2}}?\s+(?:{_alternatives(vocab['natural_terms'])})\b"),
         "term": re.compile(rf"\b(?:{terms})\b"),
-        "natural": re.compile(rf"\b(?:{_alternatives(vocab['natural_terms'])})\b"),
-        "region": re.compile(rf"\b(?:{named})\b"),
+        # everything a clause is read for, in one left-to-right scan: a match consumes its span, so a region or
+        # a term inside a negated span ("no artifacts around the eyes") is never seen, as intended
+        # uncertain, then regions, then a negator governing an artifact term up to four words on with what
+        # follows up to a comma ("no signs of manipulation", "not see any blending seams along the jawline"),
+        # then a negated natural term ("does not look natural"), then terms and natural terms
+        "scan": re.compile(
+            rf"(?P<uncertain>\b(?:{_alternatives(vocab['uncertain'])}))"
+            rf"|\b(?:{named})\b"
+            rf"|(?P<negated>{negator}(?:\s+[^\s,]+){{0,4}}?\s+(?:{terms})\b[^,]*)"
+            rf"|(?P<not_natural>{negator}(?:\s+[^\s,]+){{0,2}}?\s+(?:{_alternatives(vocab['natural_terms'])})\b)"
+            rf"|(?P<term>\b(?:{terms})\b)"
+            rf"|(?P<natural>\b(?:{_alternatives(vocab['natural_terms'])})\b)"
+        ),
     }
 
 
@@ -65,38 +72,61 @@ def normalise(text: str) -> str:
     return re.sub(r"[-/\u2010-\u2015]", " ", text.lower().replace("\u2019", "'"))
 
 
-def _tag(clause: str) -> str | None:
+_CUES = ("uncertain", "negated", "not_natural", "term", "natural")
+# Where a scan match can begin: every alternative starts at a word or at "n't". Trying the alternatives only
+# there, not at every character, finds the same matches as finditer in three quarters of the time.
+_STARTS = re.compile(r"\b[a-z0-9]|n't")
+
+
+def _matches(pattern: re.Pattern, text: str) -> Iterator[re.Match]:
+    end = 0
+    for start in _STARTS.finditer(text):
+        if start.start() >= end and (match := pattern.match(text, start.start())):
+            end = match.end()
+            yield match
+
+
+def _scan(clause: str) -> tuple[str | None, frozenset[str], bool]:
+    """(the clause's tag, the regions it names outside negated and hedged spans, whether it negates)."""
     p = _patterns()
-    if p["uncertain"].search(clause):
-        return "unclear"
-    rest, negated = p["negated"].subn(" ", clause)
-    if p["not_natural"].search(rest) or p["term"].search(rest):
-        return "claimed"
-    if negated or p["natural"].search(rest):
-        return "none"
-    return None
+    cues: set[str] = set()
+    named: set[str] = set()
+    for match in _matches(p["scan"], clause):
+        kind = match.lastgroup
+        if kind in _CUES:
+            cues.add(kind)
+        else:
+            named.add(kind)
+            if " " in match.group() and p["term"].search(match.group()):  # "blending boundary" claims too
+                cues.add("term")
+    if "uncertain" in cues:
+        tag = "unclear"
+    elif cues & {"not_natural", "term"}:
+        tag = "claimed"
+    elif cues & {"negated", "natural"}:
+        tag = "none"
+    else:
+        tag = None
+    return tag, frozenset(named), "negated" in cues
 
 
-def _named(clause: str) -> set[str]:
-    return {match.lastgroup for match in _patterns()["region"].finditer(clause)}
-
-
-def _pieces(clause: str) -> list[tuple[str, str | None]]:
-    """(piece, tag) for a clause; a clause that claims and denies at once is cut at 'and', 'with' and commas,
-    an untagged piece taking the tag of the piece before it."""
-    tag = _tag(clause)
-    if tag != "claimed" or not _patterns()["negated"].search(clause):
-        return [(clause, tag)]
-    out: list[tuple[str, str | None]] = []
+def _pieces(clause: str) -> list[tuple[str, str | None, frozenset[str]]]:
+    """(piece, tag, regions) for a clause; a clause that claims and denies at once is cut at 'and', 'with' and
+    commas, an untagged piece taking the tag of the piece before it."""
+    tag, named, negates = _scan(clause)
+    if tag != "claimed" or not negates:
+        return [(clause, tag, named)]
+    out: list[tuple[str, str | None, frozenset[str]]] = []
     previous = None
     for piece in _patterns()["piece"].split(clause):
-        previous = _tag(piece) or previous
-        out.append((piece, previous))
+        piece_tag, piece_named, _ = _scan(piece)
+        previous = piece_tag or previous
+        out.append((piece, previous, piece_named))
     return out
 
 
-def clauses(text: str) -> list[tuple[str, str | None]]:
-    """(clause text, its tag: claimed, none, unclear or None) in reading order."""
+def clauses(text: str) -> list[tuple[str, str | None, frozenset[str]]]:
+    """(clause text, its tag: claimed, none, unclear or None, the regions it names) in reading order."""
     out = []
     for clause in _patterns()["break"].split(normalise(text)):
         if clause.strip():
@@ -108,11 +138,11 @@ def clauses(text: str) -> list[tuple[str, str | None]]:
 def read(text: str) -> tuple[frozenset[str], str]:
     """(the regions the text says show artifacts, its stance): one reading of the text's clauses."""
     tagged = clauses(text)
-    tags = {tag for _, tag in tagged}
+    tags = {tag for _, tag, _ in tagged}
     # an untagged clause names artifact regions only in a text that claims artifacts ("1. Eyes:" heads a list);
     # elsewhere it is a mere mention ("a man with short hair")
     counted = ("claimed", None) if "claimed" in tags else ("claimed",)
-    found = frozenset().union(*(_named(clause) for clause, tag in tagged if tag in counted))
+    found = frozenset().union(*(named for _, tag, named in tagged if tag in counted))
     return found, "claimed" if "claimed" in tags else "none" if "none" in tags else "unclear"
 
 

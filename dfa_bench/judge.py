@@ -15,6 +15,7 @@ Never run by `make demo` or the tests against a real endpoint: tests use tests/f
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from functools import cache
 from importlib import resources
@@ -43,8 +44,6 @@ def rubric_bytes() -> bytes:
 
 
 def rubric() -> dict:
-    import json
-
     return json.loads(rubric_bytes())
 
 

@@ -271,10 +271,11 @@ def floor_entry(bench: Bench, name: str, metrics: dict, run: dict) -> dict:
             "name": bench.manifest.get("name"),
             "version": bench.manifest.get("version"),
             "manifest_sha256": bench.manifest_sha256,
-        },  # fmt: skip
+        },
         "metrics": metrics,
         "abstained": [],
-        "floor": run["floor"],
+        # what the constants were chosen on, by its manifest sha256 (the path is the local machine's)
+        "floor": {k: v for k, v in run["floor"].items() if k != "chosen_on"},
     }
 
 

@@ -74,3 +74,21 @@ def test_consistency_truth_table():
 
 def test_the_vocabulary_compiles_and_names_ten_regions():
     assert len(regions()) == 10 and set(vocabulary()["region_labels"]) == set(regions())
+
+
+def test_the_word_start_scan_finds_what_finditer_finds():
+    import random
+
+    from dfa_bench.ad_reading import _matches, _patterns, normalise
+
+    scan = _patterns()["scan"]
+    words = (
+        "no not doesn't without the eyes eye brows blending boundary is blurred natural look i cannot tell , .".split()
+    )
+    rng = random.Random(0)
+    texts = [normalise(c["text"]) for c in LABELLED] + [
+        " ".join(rng.choice(words) for _ in range(30)) for _ in range(300)
+    ]
+    for text in texts:
+        assert [(m.lastgroup, m.span()) for m in _matches(scan, text)] == [(m.lastgroup, m.span())
+                                                                           for m in scan.finditer(text)]  # fmt: skip
