@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from dfa_bench.ad_reading import claimed_regions, consistent, region_scores, stance
+from dfa_bench.ad_reading import claimed_regions, consistent, read, region_scores
 from dfa_bench.bench import Bench
 from dfa_bench.io import iter_jsonl
 from dfa_bench.metrics import BOOTSTRAP_RESAMPLES, ad_metrics, dfc_metrics, dfd_metrics
@@ -32,21 +32,30 @@ def reference_regions(reference: str) -> frozenset[str]:
 REGION_METRICS = ("region_precision", "region_recall", "region_f1")
 
 
-def judge(item: dict, response: str | None, score: float | None = None, *, rouge: float | None = None) -> dict:
+def judge(
+    item: dict,
+    response: str | None,
+    score: float | None = None,
+    *,
+    rouge: float | None = None,
+    reference: frozenset[str] | None = None,
+    reading: tuple[frozenset[str], str] | None = None,
+) -> dict:
     """One scored row: the parsed prediction and whether it is right; for ad, ROUGE-L, the regions the answer
     claims against its reference's (precision, recall, F1; None where the reference names no region) and the
     answer's stance (see dfa_bench.ad_reading).
 
-    `rouge` passes in an ad item's ROUGE-L when it was computed elsewhere (see score_predictions).
+    `rouge`, `reference` (the reference's regions) and `reading` (ad_reading.read of the response) pass in what
+    was computed elsewhere (see score_predictions).
     """
     row = {"question_id": item["question_id"], "record_id": item["record_id"], "task": item["task"],
            "response": response}  # fmt: skip
     if item["task"] == "ad":
         row["rouge_l"] = rouge if rouge is not None else rouge_l(item["answer"], response or "")
-        answer = claimed_regions(response or "")
-        reference = reference_regions(item["answer"])
+        answer, answer_stance = reading or read(response or "")
+        reference = reference if reference is not None else reference_regions(item["answer"])
         row.update(regions=sorted(answer), reference_regions=sorted(reference),
-                   **(region_scores(reference, answer) or dict.fromkeys(REGION_METRICS)), stance=stance(response))  # fmt: skip
+                   **(region_scores(reference, answer) or dict.fromkeys(REGION_METRICS)), stance=answer_stance)  # fmt: skip
         return row
     truth = item["label"] if item["task"] == "dfd" else item["category"]
     prediction = parse(item, response) if response is not None else UNPARSEABLE
@@ -58,6 +67,12 @@ def judge(item: dict, response: str | None, score: float | None = None, *, rouge
 
 def rouge_many(pairs: list[tuple[str, str]]) -> list[float]:
     return [rouge_l(reference, response) for reference, response in pairs]
+
+
+def reference_work(pairs: list[tuple[str, str]]) -> tuple[list[float], list[frozenset[str]]]:
+    """What an AD item's score needs of its reference: ROUGE-L against the response, and the regions the
+    reference names (the worker process's share of the work; see score_predictions)."""
+    return rouge_many(pairs), [reference_regions(reference) for reference, _ in pairs]
 
 
 def verdict_consistency(ad_rows: list[dict], dfd_rows: list[dict]) -> list[bool | None]:
@@ -188,8 +203,8 @@ def score_predictions(
 
     Returns (metrics, per-item rows, problems). With `only_answered`, items without a prediction
     are left out instead (used for partial runs such as lmms-eval's --limit). Given an `executor`
-    (see rouge_worker), ROUGE-L for many ad items runs there while this process parses and
-    aggregates the dfd and dfc answers.
+    (see rouge_worker), the references' share of many ad items (ROUGE-L, the regions each names) runs there
+    while this process parses and aggregates the dfd and dfc answers and reads the ad answers.
     """
     problems = [
         f"unknown question_id {qid!r} (line {p['line']})" for qid, p in predictions.items() if qid not in bench.by_id
@@ -203,11 +218,13 @@ def score_predictions(
 
     ad_answered = [(item, p) for item, p in answered if item["task"] == "ad"]
     ad_pairs = [(item["answer"], (p and p["response"]) or "") for item, p in ad_answered]
-    future = executor.submit(rouge_many, ad_pairs) if executor and len(ad_pairs) >= _PARALLEL_AD_MIN else None
+    future = executor.submit(reference_work, ad_pairs) if executor and len(ad_pairs) >= _PARALLEL_AD_MIN else None
     rows = [judge(item, p and p["response"], p and p.get("score")) for item, p in answered if item["task"] != "ad"]
     metrics = aggregate(rows, seed=seed)
-    ad_values = future.result() if future else rouge_many(ad_pairs)
-    ad_rows = [judge(item, p and p["response"], rouge=value) for (item, p), value in zip(ad_answered, ad_values)]
+    readings = [read(response) for _, response in ad_pairs]  # meanwhile the worker reads the references
+    ad_values, references = future.result() if future else reference_work(ad_pairs)
+    ad_rows = [judge(item, p and p["response"], rouge=value, reference=regions, reading=reading)
+               for (item, p), value, regions, reading in zip(ad_answered, ad_values, references, readings)]  # fmt: skip
     dfd_rows = [row for row in rows if row["task"] == "dfd"]
     for row, agrees in zip(ad_rows, verdict_consistency(ad_rows, dfd_rows)):
         row["consistent"] = agrees
