@@ -171,11 +171,11 @@ def ad_metrics(
     }
     if regions is not None:
         grounded = [r for r in regions if r is not None]
-        for name in ("region_precision", "region_recall", "region_f1"):
-            scores = np.array([r[name] for r in grounded], dtype=float)
-            out[name] = float(scores.mean()) if scores.size else None
-            out["ci95"].update(bootstrap_ci(lambda idx, s=scores, k=name: {k: s[idx].mean(axis=-1)}, scores.size,
-                                            seed=seed, resamples=resamples))  # fmt: skip
+        names = ("region_precision", "region_recall", "region_f1")
+        scores = {name: np.array([r[name] for r in grounded], dtype=float) for name in names}
+        out.update({name: float(scores[name].mean()) if grounded else None for name in names})
+        out["ci95"].update(bootstrap_ci(lambda idx: {name: scores[name][idx].mean(axis=-1) for name in names},
+                                        len(grounded), seed=seed, resamples=resamples))  # fmt: skip
         out["n_region_grounded"] = len(grounded)
     if stances is not None:
         out["stance"] = {s: (sum(1 for x in stances if x == s) / len(stances) if stances else None) for s in STANCES}

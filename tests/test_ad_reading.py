@@ -82,13 +82,12 @@ def test_the_word_start_scan_finds_what_finditer_finds():
     from dfa_bench.ad_reading import _matches, _patterns, normalise
 
     scan = _patterns()["scan"]
-    words = (
-        "no not doesn't without the eyes eye brows blending boundary is blurred natural look i cannot tell , .".split()
-    )
+    words = ("no not doesn't without the eyes 'eyes eye brows brow ridge blending boundary is blurred natural look "
+             "i cannot can't tell tale free of lacks any surrounding skin over smoothed looks fine don't know edges "
+             "of the face colour shift unclearly manipulated_x wasn't , .").split()  # fmt: skip
     rng = random.Random(0)
-    texts = [normalise(c["text"]) for c in LABELLED] + [
-        " ".join(rng.choice(words) for _ in range(30)) for _ in range(300)
-    ]
+    texts = [normalise(c["text"]) for c in LABELLED]
+    texts += [" ".join(rng.choice(words) for _ in range(30)) for _ in range(2000)]
     for text in texts:
-        assert [(m.lastgroup, m.span()) for m in _matches(scan, text)] == [(m.lastgroup, m.span())
+        assert [(m.lastgroup, m.span()) for m in _matches(text)] == [(m.lastgroup, m.span())
                                                                            for m in scan.finditer(text)]  # fmt: skip
