@@ -54,6 +54,8 @@ def _main(
 
 
 HEADLINE = headline_metrics()
+# what `score --details` writes of each judged row
+DETAIL_FIELDS = ("question_id", "task", "prediction", "correct", "rouge_l", "region_f1", "stance", "consistent")
 
 
 def metrics_table(metrics: dict) -> str:
@@ -164,25 +166,7 @@ def score(
     if output:
         write_json(output, metrics)
     if details:
-        write_jsonl(
-            details,
-            (
-                {
-                    k: r.get(k)
-                    for k in (
-                        "question_id",
-                        "task",
-                        "prediction",
-                        "correct",
-                        "rouge_l",
-                        "region_f1",
-                        "stance",
-                        "consistent",
-                    )
-                }
-                for r in rows
-            ),  # fmt: skip
-        )
+        write_jsonl(details, ({k: r.get(k) for k in DETAIL_FIELDS} for r in rows))
 
 
 @app.command("floors")
@@ -236,7 +220,7 @@ def judge_command(
     from dfa_bench.bench import read_bench
     from dfa_bench.evaluate import parse_model_args
     from dfa_bench.io import read_json
-    from dfa_bench.judge import ADJudge, judge_run
+    from dfa_bench.judge import JUDGE_DIR, ADJudge, judge_run
 
     try:
         args = parse_model_args(judge_args)
@@ -244,16 +228,15 @@ def judge_command(
         bench_dir = bench or (Path(info["bench"]) if isinstance(info, dict) and info.get("bench") else None)
         if bench_dir is None:
             _fail(f"{run}: run.json names no bench; give --bench DIR")
-        judge = ADJudge(run / "judge" / "cache", model=judge_model, args=args)
+        judge = ADJudge(run / JUDGE_DIR / "cache", model=judge_model, args=args)
         result = judge_run(run, read_bench(bench_dir), judge, seed=seed)
     except (ValidationError, RuntimeError) as exc:
         _fail(str(exc))
-    ci = result["ci95"]
+    ci, rho = result["ci95"], {k: "-" if v is None else f"{v:.3f}" for k, v in result["spearman"].items()}
     shown = "-" if result["score"] is None else f"{100 * result['score']:.2f}"
     typer.echo(f"judge {judge_model} (rubric sha256 {result['judge']['rubric_sha256'][:12]}): AD score {shown}"
                + (f" [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]" if ci else "") + f" over {result['n_graded']} of "
-               f"{result['n']} items; Spearman with ROUGE-L {result['spearman']['rouge_l']}, with region F1 "
-               f"{result['spearman']['region_f1']}")  # fmt: skip
+               f"{result['n']} items; Spearman with ROUGE-L {rho['rouge_l']}, with region F1 {rho['region_f1']}")  # fmt: skip
     if result["failures"]:
         shown = "; ".join(f"{q}: {why}" for q, why in list(result["failures"].items())[:5])
         _fail(f"{len(result['failures'])} items were not graded (run again to retry only them): {shown}", 1)
