@@ -22,10 +22,8 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from rouge_score import scoring
-
 from dfa_bench.bench import Bench
-from dfa_bench.rouge import lcs_length, tokens
+from dfa_bench.rouge import rouge_l_tokens, tokens
 from dfa_bench.rundir import write_results
 from dfa_bench.schema import CATEGORIES, FORGERY_CATEGORIES, LABELS
 from dfa_bench.scoring import score_predictions
@@ -40,14 +38,6 @@ FLOORS = {
 MAX_CANDIDATES = 300
 
 
-def _f(ref: list[str], hyp: list[str]) -> float:
-    """ROUGE-L F of pre-tokenised texts, as dfa_bench.rouge.rouge_l computes it."""
-    if not ref or not hyp:
-        return 0.0
-    lcs = lcs_length(ref, hyp)
-    return scoring.fmeasure(lcs / len(hyp), lcs / len(ref))
-
-
 def central_reference(references: list[str], *, seed: int = 0) -> str | None:
     """The reference with the highest mean ROUGE-L against the others (scored as an answer to each); ties go to
     the first in sorted order. Among at most MAX_CANDIDATES, drawn with `seed`."""
@@ -57,7 +47,7 @@ def central_reference(references: list[str], *, seed: int = 0) -> str | None:
     if len(pool) < 2:
         return pool[0] if pool else None
     toks = [tokens(text) for text in pool]
-    means = [sum(_f(other, mine) for j, other in enumerate(toks) if j != i) / (len(toks) - 1)
+    means = [sum(rouge_l_tokens(other, mine) for j, other in enumerate(toks) if j != i) / (len(toks) - 1)
              for i, mine in enumerate(toks)]  # fmt: skip
     return pool[max(range(len(pool)), key=lambda i: (means[i], -i))]
 
@@ -140,7 +130,7 @@ def floor_run(bench: Bench, name: str, *, choose_on: Bench | None = None, seed: 
             "title": FLOORS[name],
             "chosen_on": str((choose_on or bench).root),
             "chosen_on_manifest_sha256": (choose_on or bench).manifest_sha256,
-        },  # fmt: skip
+        },
         "bench": str(bench.root),
         "bench_manifest_sha256": bench.manifest_sha256,
         "seed": seed,

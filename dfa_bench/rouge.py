@@ -71,7 +71,11 @@ def lcs_length(ref: Sequence[str], hyp: Sequence[str]) -> int:
 
 def rouge_l(reference: str, prediction: str) -> float:
     """rougeL F-measure, reference first, exactly as rouge_scorer.RougeScorer(['rougeL'], use_stemmer=True)."""
-    ref, hyp = tokens(reference), tokens(prediction)
+    return rouge_l_tokens(tokens(reference), tokens(prediction))
+
+
+def rouge_l_tokens(ref: Sequence[str], hyp: Sequence[str]) -> float:
+    """rouge_l of texts already tokenised by `tokens` (for scoring one text against many)."""
     if not ref or not hyp:
         return 0.0
     lcs = lcs_length(ref, hyp)

@@ -107,7 +107,7 @@ def _fail(message: str, path: str | None, field: str | None = None) -> None:
     raise ValidationError(message, path=path, field=field)
 
 
-def _is_fraction(value: object) -> bool:
+def is_fraction(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1
 
 
@@ -126,10 +126,10 @@ def _check_metrics(metrics: object, provenance: str, path: str | None) -> None:
             value = block.get(column.metric)
             if value is None and provenance != "reported" and column.metric in ("acc", "err", "rouge_l"):
                 _fail("missing", path, f"{where}.{column.metric}")
-            if value is not None and not _is_fraction(value):
+            if value is not None and not is_fraction(value):
                 _fail(f"expected a fraction in [0, 1], got {value!r}", path, f"{where}.{column.metric}")
             ci = (block.get("ci95") or {}).get(column.metric)
-            if ci is not None and not (isinstance(ci, list) and len(ci) == 2 and all(map(_is_fraction, ci))):
+            if ci is not None and not (isinstance(ci, list) and len(ci) == 2 and all(map(is_fraction, ci))):
                 _fail(f"expected [low, high] fractions, got {ci!r}", path, f"{where}.ci95.{column.metric}")
         if provenance != "reported" and not (isinstance(block.get("n"), int) and block["n"] > 0):
             _fail(f"expected a positive item count, got {block.get('n')!r}", path, f"{where}.n")
@@ -197,7 +197,7 @@ def validate_entry(entry: object, *, path: str | None = None) -> dict:
     _check_outcomes(entry, path)
     audit = entry.get("audit")
     if audit is not None and not (
-        isinstance(audit, dict) and audit.get("status") in AUDIT_STATUSES and _is_fraction(audit.get("agreement"))
+        isinstance(audit, dict) and audit.get("status") in AUDIT_STATUSES and is_fraction(audit.get("agreement"))
         and isinstance(audit.get("sample"), int) and not isinstance(audit.get("sample"), bool)
     ):  # fmt: skip
         _fail(f"expected {{status: verified|failed, agreement, sample, ...}}, got {audit!r}", path, "audit")

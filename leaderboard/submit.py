@@ -41,6 +41,7 @@ from dfa_bench.leaderboard.entries import (
     answers_path,
     bench_path,
     entry_path,
+    is_fraction,
     load_entries,
     read_config,
     slug,
@@ -432,7 +433,7 @@ def _judges(files: SubmissionFiles, bench: Bench) -> list[dict]:
         ok = (
             isinstance(judge, dict) and isinstance(judge.get("model"), str)
             and isinstance(judge.get("rubric_sha256"), str) and isinstance(judge.get("settings"), dict)
-            and (result.get("score") is None or _is_fraction(result.get("score")))
+            and (result.get("score") is None or is_fraction(result.get("score")))
             and isinstance(result.get("n_graded"), int) and isinstance(result.get("spearman"), dict)
         )  # fmt: skip
         if not ok:
@@ -447,10 +448,6 @@ def _judges(files: SubmissionFiles, bench: Bench) -> list[dict]:
             "rubric_current": judge["rubric_sha256"] == rubric_sha256(), "recomputed": False,
         })  # fmt: skip
     return out
-
-
-def _is_fraction(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1
 
 
 def answers_jsonl(judged: list[dict]) -> bytes:
