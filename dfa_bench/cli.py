@@ -375,12 +375,17 @@ def data_build_mini(
     seed: Annotated[int, typer.Option(help="Seeds the forgeries, the split and the question templates.")] = 0,
     size: Annotated[int, typer.Option(help="Aligned crop size in pixels.")] = 224,
     per_category: Annotated[int, typer.Option(help="Records per category and split.")] = 32,
+    train_per_category: Annotated[
+        int | None, typer.Option(help="Records per category in the train split (default: --per-category).")
+    ] = None,
 ) -> None:
     """Build DFA-Bench-mini offline from real photos inside installed PyPI packages."""
     from dfa_bench.instruct.mini import build_mini
 
     try:
-        summary = build_mini(output, seed=seed, size=size, per_category=per_category)
+        summary = build_mini(
+            output, seed=seed, size=size, per_category=per_category, train_per_category=train_per_category
+        )
     except (ValidationError, RuntimeError) as exc:
         _fail(str(exc))
     _print_summary(summary, output)

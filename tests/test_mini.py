@@ -127,6 +127,25 @@ def test_rerun_resumes_and_rebuilds_identically(built, tmp_path):
     assert mini.build_mini(copy, seed=0, per_category=PER_CATEGORY)["records_made_this_run"] == 0
 
 
+def test_a_larger_train_split_adds_train_records_only(built, tmp_path):
+    out, _ = built
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = _tree(copy)
+    summary = mini.build_mini(copy, seed=0, per_category=PER_CATEGORY, train_per_category=PER_CATEGORY + 2)
+    assert summary["records_made_this_run"] == 2 * len(CATEGORIES)
+    after = _tree(copy)
+    for split in ("dev", "test"):  # the benches and their images are the default build's, byte for byte
+        assert {k: v for k, v in after.items() if f"/{split}" in k or f"-{split}-" in k} == {
+            k: v for k, v in before.items() if f"/{split}" in k or f"-{split}-" in k
+        }
+    train = _records(copy, "train")
+    assert sorted(r["category"] for r in train) == sorted(CATEGORIES * (PER_CATEGORY + 2))
+    for r in _records(out, "train"):  # the default build's train records are kept as they were
+        assert after[r["image"]] == before[r["image"]]
+    assert len(train) == len(_records(out, "train")) + 2 * len(CATEGORIES)
+
+
 def test_a_changed_photo_is_reported_not_used(monkeypatch, tmp_path):
     specs = mini.photo_specs()
     tampered = [mini.Photo(**{**s.__dict__, "sha256": "0" * 64}) if s.name == "astronaut" else s for s in specs]

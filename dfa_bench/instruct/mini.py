@@ -220,9 +220,14 @@ def _forgery(category: str, faces: list[Face], rng: np.random.Generator):
 
 
 def generate_records(
-    out: Path, splits: dict[str, list[Face]], per_category: int, seed: int, journal: AppendLog, done: set[str]
+    out: Path,
+    splits: dict[str, list[Face]],
+    per_category: dict[str, int],
+    seed: int,
+    journal: AppendLog,
+    done: set[str],
 ) -> int:
-    """Journal `per_category` records of each category per split; each from its own seeded RNG, so an
+    """Journal `per_category[split]` records of each category per split; each from its own seeded RNG, so an
     interrupted run resumes with exactly the records it would have made."""
     from PIL import Image
 
@@ -233,7 +238,7 @@ def generate_records(
             for category_index, category in enumerate(CATEGORIES):
                 if category in ("face_swapping", "entire_face_synthesis") and n_identities < 2:
                     continue  # needs two people; reported in the summary's category counts
-                for i in range(per_category):
+                for i in range(per_category[split]):
                     record_id = f"mini-{split}-{_ABBREVIATION[category]}-{i:04d}"
                     if record_id in done:
                         continue
@@ -267,8 +272,12 @@ def generate_records(
     return made
 
 
-def build_mini(out: Path | str, *, seed: int = 0, size: int = 224, per_category: int = 32) -> dict:
-    """Build DFA-Bench-mini into `out` (resumable: finished records are not made again)."""
+def build_mini(
+    out: Path | str, *, seed: int = 0, size: int = 224, per_category: int = 32, train_per_category: int | None = None
+) -> dict:
+    """Build DFA-Bench-mini into `out` (resumable: finished records are not made again). The train split has
+    `train_per_category` records per category (default: `per_category`, as dev and test): a larger train split
+    draws more forgeries of the same train identities, so dev and test stay identity-disjoint and unchanged."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     done = set((out / DONE_JOBS).read_text(encoding="utf-8").splitlines()) if (out / DONE_JOBS).exists() else set()
@@ -298,7 +307,10 @@ def build_mini(out: Path | str, *, seed: int = 0, size: int = 224, per_category:
     if empty:
         raise RuntimeError(f"no usable faces for split(s) {empty}; see {out / REPORT}")
     with AppendLog(out / JOURNAL) as journal:
-        made = generate_records(out, splits, per_category, seed, journal, done)
+        counts = {split: per_category for split in splits}
+        if train_per_category is not None:
+            counts["train"] = train_per_category
+        made = generate_records(out, splits, counts, seed, journal, done)
     leaks = copies_of_other_splits(out, splits)
     if leaks:
         first = leaks[0]
