@@ -374,9 +374,9 @@ def data_build_mini(
     output: Annotated[Path, typer.Option(help="Build directory (resumes if it holds an interrupted build).")],
     seed: Annotated[int, typer.Option(help="Seeds the forgeries, the split and the question templates.")] = 0,
     size: Annotated[int, typer.Option(help="Aligned crop size in pixels.")] = 224,
-    per_category: Annotated[int, typer.Option(help="Records per category and split.")] = 32,
+    per_category: Annotated[int, typer.Option(min=1, help="Records per category and split.")] = 32,
     train_per_category: Annotated[
-        int | None, typer.Option(help="Records per category in the train split (default: --per-category).")
+        int | None, typer.Option(min=1, help="Records per category in the train split (default: --per-category).")
     ] = None,
 ) -> None:
     """Build DFA-Bench-mini offline from real photos inside installed PyPI packages."""

@@ -65,3 +65,10 @@ def test_eval_refuses_fewer_than_one_process(tmp_path):
                                       str(tmp_path / "out"), "--num-processes", "0"])  # fmt: skip
     assert result.exit_code != 0 and "--num-processes must be at least 1, got 0" in result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("option", ["--per-category", "--train-per-category"])
+def test_build_mini_refuses_fewer_than_one_record_per_category(tmp_path, option):
+    result = CliRunner().invoke(app, ["data", "build-mini", "--output", str(tmp_path / "mini"), option, "0"],
+                                env={"COLUMNS": "400"})  # fmt: skip
+    assert result.exit_code == 2 and option in result.output and not (tmp_path / "mini").exists()
