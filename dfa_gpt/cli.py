@@ -1,4 +1,4 @@
-"""The `dfa-gpt` command line: train, merge, ablation, guard, mini-base, chat, serve.
+"""The `dfa-gpt` command line: train, merge, ablation, guard, mini-base, probe-projector, chat, serve.
 
 Multi-GPU and multi-node runs go through accelerate (docs/dfa_gpt.md has the exact commands):
 
@@ -338,6 +338,28 @@ def mini_base_command(
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc), 1)
     typer.echo(f"DFA-GPT-mini base: {output}")
+
+
+@app.command("probe-projector")
+def probe_projector_command(
+    base: BaseOpt,
+    data: Annotated[Path, Opt(help="A build directory (its train split) or a records JSONL: images and labels.")],
+    output: Annotated[Path, Opt(help="Where mm_projector.safetensors goes (then: dfa-gpt train --projector OUTPUT).")],
+    scale: Annotated[float, Opt(help="Each probe direction's length, in LM input-embedding norms per logit std.")] = 1.0,
+    rest: Annotated[float, Opt(help="The other hidden units' share of the image tokens (0: the probe alone).")] = 1.0,
+    epochs: Annotated[int, Opt(help="Epochs of the probe's linear heads (the vision-only probe's default: 1).")] = 1,
+    seed: Annotated[int, Opt(help="Seeds the heads' data order and the directions.")] = 0,
+) -> None:
+    """Stage 1 in closed form (LP-FT): a linear probe of the tower's image tokens, written into the projector."""
+    from dfa_bench.schema import ValidationError
+    from dfa_gpt.probe_projector import build_probe_projector
+
+    try:
+        summary = build_probe_projector(base, data, output, scale=scale, rest=rest, epochs=epochs, seed=seed)
+    except (FileNotFoundError, ValueError, ValidationError) as exc:
+        _fail(str(exc), 1)
+    typer.echo(f"probe projector: {output} (train accuracy: DF-D {summary['dfd_train_accuracy']}, "
+               f"category {summary['category_train_accuracy']})")  # fmt: skip
 
 
 ModelOpt = Annotated[str, Opt("--model", help="A DFA-GPT run directory, a merged model or a llava-hf checkpoint.")]
