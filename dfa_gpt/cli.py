@@ -345,7 +345,9 @@ def probe_projector_command(
     base: BaseOpt,
     data: Annotated[Path, Opt(help="A build directory (its train split) or a records JSONL: images and labels.")],
     output: Annotated[Path, Opt(help="Where mm_projector.safetensors goes (then: dfa-gpt train --projector OUTPUT).")],
-    scale: Annotated[float, Opt(help="Each probe direction's length, in LM input-embedding norms per logit std.")] = 1.0,
+    scale: Annotated[
+        float, Opt(help="Each probe direction's length, in LM input-embedding norms per logit std.")
+    ] = 1.0,
     rest: Annotated[float, Opt(help="The other hidden units' share of the image tokens (0: the probe alone).")] = 1.0,
     epochs: Annotated[int, Opt(help="Epochs of the probe's linear heads (the vision-only probe's default: 1).")] = 1,
     seed: Annotated[int, Opt(help="Seeds the heads' data order and the directions.")] = 0,

@@ -19,7 +19,7 @@ from dfa_gpt.probe_projector import (
     probe_directions,
     write_probe_into_projector,
 )
-from dfa_gpt.projector import PROJECTOR_FILE, load_projector, projector_inputs, projector_of
+from dfa_gpt.projector import load_projector, projector_inputs, projector_of
 
 
 @pytest.fixture(scope="module")
