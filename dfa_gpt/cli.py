@@ -350,6 +350,9 @@ def probe_projector_command(
     ] = 1.0,
     rest: Annotated[float, Opt(help="The other hidden units' share of the image tokens (0: the probe alone).")] = 1.0,
     epochs: Annotated[int, Opt(help="Epochs of the probe's linear heads (the vision-only probe's default: 1).")] = 1,
+    readout: Annotated[
+        str, Opt(help="random: seeded orthonormal directions | words: the embeddings of the words each head names.")
+    ] = "random",
     seed: Annotated[int, Opt(help="Seeds the heads' data order and the directions.")] = 0,
 ) -> None:
     """Stage 1 in closed form (LP-FT): a linear probe of the tower's image tokens, written into the projector."""
@@ -357,7 +360,9 @@ def probe_projector_command(
     from dfa_gpt.probe_projector import build_probe_projector
 
     try:
-        summary = build_probe_projector(base, data, output, scale=scale, rest=rest, epochs=epochs, seed=seed)
+        summary = build_probe_projector(
+            base, data, output, scale=scale, rest=rest, epochs=epochs, seed=seed, readout=readout
+        )
     except (FileNotFoundError, ValueError, ValidationError) as exc:
         _fail(str(exc), 1)
     typer.echo(f"probe projector: {output} (train accuracy: DF-D {summary['dfd_train_accuracy']}, "

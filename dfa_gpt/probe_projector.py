@@ -61,10 +61,14 @@ def probe_directions(
 
 @torch.no_grad()
 def write_probe_into_projector(model: Any, weight: torch.Tensor, bias: torch.Tensor, *, scale: float = 1.0,
-                               rest: float = 1.0, seed: int = 0) -> dict[str, float]:  # fmt: skip
-    """Hidden units 0..2K-1 of the projector become +/- each row of (weight, bias), read out along K orthonormal
-    directions of `scale` embedding norms each; the other units' read-out is scaled by `rest` (0: the image tokens
-    carry the probe alone) (in place)."""
+                               rest: float = 1.0, seed: int = 0,
+                               readout: torch.Tensor | None = None) -> dict[str, float]:  # fmt: skip
+    """Hidden units 0..2K-1 of the projector become +/- each row of (weight, bias); the other units' read-out is
+    scaled by `rest` (0: the image tokens carry the probe alone) (in place).
+
+    Read-out: by default K orthonormal seeded directions u (+a reads out +u, -a reads out -u: the token gains
+    a * u exactly); or `readout` [K, 2, D], the vectors the +a and the -a unit write (zero rows write nothing),
+    e.g. the embeddings of the words each decision names. Every nonzero vector is `scale` embedding norms long."""
     projector = projector_of(model)
     first, second = projector.linear_1, projector.linear_2
     k = weight.shape[0]
@@ -72,20 +76,38 @@ def write_probe_into_projector(model: Any, weight: torch.Tensor, bias: torch.Ten
         raise ValueError(f"{k} probe directions need {2 * k} hidden units; the projector has {first.out_features}")
     embeddings = model.get_input_embeddings().weight.float()
     norm = float(embeddings.norm(dim=1).median())
-    generator = torch.Generator().manual_seed(seed)
-    directions, _ = torch.linalg.qr(torch.randn(second.out_features, k, generator=generator))
-    directions = directions * (scale * norm)
+    if readout is None:
+        generator = torch.Generator().manual_seed(seed)
+        directions, _ = torch.linalg.qr(torch.randn(second.out_features, k, generator=generator))
+        readout = torch.stack([directions.T, -directions.T], 1)
+    if readout.shape != (k, 2, second.out_features):
+        raise ValueError(f"readout must be [{k}, 2, {second.out_features}], not {list(readout.shape)}")
+    lengths = readout.norm(dim=-1, keepdim=True)
+    readout = torch.where(lengths > 0, readout / lengths.clamp(min=1e-12), readout) * (scale * norm)
     signs = torch.tensor([1.0, -1.0]).repeat(k)  # +a, -a, +b, -b, ...
     first.weight[: 2 * k] = (weight.repeat_interleave(2, 0) * signs[:, None]).to(first.weight)
     first.bias[: 2 * k] = (bias.repeat_interleave(2, 0) * signs).to(first.bias)
-    second.weight[:, : 2 * k] = (directions.repeat_interleave(2, 1) * signs[None]).to(second.weight)
+    second.weight[:, : 2 * k] = readout.reshape(2 * k, -1).T.to(second.weight)
     second.weight[:, 2 * k :] *= rest
     second.bias.mul_(rest)
     return {"directions": k, "direction_norm": scale * norm, "embedding_norm": norm, "rest": rest}
 
 
+def word_readout(model: Any, tokenizer: Any, words: list[tuple[str, str | None]]) -> torch.Tensor:
+    """[K, 2, D]: per probe row, the mean input embedding of the words its +a and its -a unit name (None: none)."""
+    embeddings = model.get_input_embeddings().weight.detach().float()
+
+    def embed(text: str | None) -> torch.Tensor:
+        if text is None:
+            return torch.zeros(embeddings.shape[1])
+        return embeddings[tokenizer(" " + text, add_special_tokens=False)["input_ids"]].mean(0)
+
+    return torch.stack([torch.stack([embed(pos), embed(neg)]) for pos, neg in words])
+
+
 def probe_projector(model: Any, pixel_batches: Iterable[torch.Tensor], heads: dict[str, tuple[np.ndarray, int]],
-                    *, scale: float = 1.0, rest: float = 1.0, seed: int = 0, epochs: int = 1) -> dict[str, Any]:  # fmt: skip
+                    *, scale: float = 1.0, rest: float = 1.0, seed: int = 0, epochs: int = 1,
+                    readout: torch.Tensor | None = None) -> dict[str, Any]:  # fmt: skip
     """Standardise the projector on these images, then write the probe's heads into it; returns the figures.
 
     `heads`' labels follow the images' order in `pixel_batches`."""
@@ -96,15 +118,19 @@ def probe_projector(model: Any, pixel_batches: Iterable[torch.Tensor], heads: di
     done: dict[str, Any] = {"standardize": standardize_projector(model, tokens)}
     features = tokens.reshape(n_images, tokens.shape[0] // n_images, tokens.shape[1])
     weight, bias, figures = probe_directions(features, heads, seed=seed, epochs=epochs)
-    done.update(figures, **write_probe_into_projector(model, weight, bias, scale=scale, rest=rest, seed=seed))
+    done.update(
+        figures, **write_probe_into_projector(model, weight, bias, scale=scale, rest=rest, seed=seed, readout=readout)
+    )
     return done
 
 
 PROBE_FILE = "probe_projector.json"
+READOUTS = ("random", "words")
 
 
 def build_probe_projector(base: str, data: Path | str, output: Path | str, *, split: str = "train",
-                          scale: float = 1.0, rest: float = 1.0, seed: int = 0, epochs: int = 1) -> dict[str, Any]:  # fmt: skip
+                          scale: float = 1.0, rest: float = 1.0, seed: int = 0, epochs: int = 1,
+                          readout: str = "random") -> dict[str, Any]:  # fmt: skip
     """Fit the probe on a build's `split` (or a records JSONL) with `base`'s tower; write OUTPUT/mm_projector.safetensors
     (what `dfa-gpt train --projector OUTPUT` loads) and OUTPUT/probe_projector.json (the figures)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -113,29 +139,34 @@ def build_probe_projector(base: str, data: Path | str, output: Path | str, *, sp
     from dfa_bench.adapters.probe_training import _read_training_records
     from dfa_bench.imaging import load_rgb
     from dfa_bench.io import write_json
-    from dfa_bench.schema import CATEGORIES, LABELS
+    from dfa_bench.schema import CATEGORIES, CATEGORY_NAMES, LABELS
     from dfa_gpt.projector import PROJECTOR_FILE, save_projector
 
     records_path, root = resolve_training_data(data, split)
     records = _read_training_records(records_path)
-    processor = AutoProcessor.from_pretrained(base).image_processor
+    if readout not in READOUTS:
+        raise ValueError(f"readout {readout!r}: choose one of {', '.join(READOUTS)}")
+    processor = AutoProcessor.from_pretrained(base)
     model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch.float32).eval()
 
     def batches() -> Iterable[torch.Tensor]:
         for start in range(0, len(records), 16):
             chunk = records[start : start + 16]
             images = [load_rgb(root / r["image"], what=f"{records_path}:{r['_line']} image") for r in chunk]
-            yield processor(images=images, return_tensors="pt")["pixel_values"]
+            yield processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
 
     heads = {
         "dfd": (np.array([LABELS.index(r["label"]) for r in records]), len(LABELS)),
         "category": (np.array([CATEGORIES.index(r["category"]) for r in records]), len(CATEGORIES)),
     }
-    done = probe_projector(model, batches(), heads, scale=scale, rest=rest, seed=seed, epochs=epochs)
+    # words: DF-D's +a unit names the forgery, its -a unit the bona fide face; each category's unit its name
+    words = [("forged", "bona fide"), *[(CATEGORY_NAMES[c], None) for c in CATEGORIES]]
+    vectors = word_readout(model, processor.tokenizer, words) if readout == "words" else None
+    done = probe_projector(model, batches(), heads, scale=scale, rest=rest, seed=seed, epochs=epochs, readout=vectors)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     save_projector(model, output / PROJECTOR_FILE)
     summary = {"base": str(base), "records": str(records_path), "images": len(records), "scale": scale,
-               "rest": rest, "seed": seed, "epochs": epochs, **done}  # fmt: skip
+               "rest": rest, "readout": readout, "seed": seed, "epochs": epochs, **done}  # fmt: skip
     write_json(output / PROBE_FILE, summary)
     return summary

@@ -17,6 +17,7 @@ from dfa_gpt.probe_projector import (
     PROBE_FILE,
     build_probe_projector,
     probe_directions,
+    word_readout,
     write_probe_into_projector,
 )
 from dfa_gpt.projector import load_projector, projector_inputs, projector_of
@@ -83,3 +84,28 @@ def test_built_projector_reads_the_planted_cue_and_loads_into_stage_two(base, tm
     read = mean_token @ directions
     truth = np.array([CATEGORIES.index(r["category"]) for r in records])
     assert (read.argmax(1).numpy() == truth).mean() >= 0.9
+
+
+def test_word_readout_writes_each_units_word_embedding(base):
+    model = _model(base)
+    projector = projector_of(model)
+    tokenizer = AutoProcessor.from_pretrained(base).tokenizer
+    vectors = word_readout(model, tokenizer, [("forged", "bona fide"), ("swapping", None)])
+    embeddings = model.get_input_embeddings().weight.detach()
+    ids = tokenizer(" bona fide", add_special_tokens=False)["input_ids"]
+    assert torch.allclose(vectors[0, 1], embeddings[ids].mean(0))
+    assert torch.equal(vectors[1, 1], torch.zeros(embeddings.shape[1]))  # None: the -a unit writes nothing
+
+    torch.manual_seed(0)
+    weight, bias = torch.randn(2, projector.linear_1.in_features), torch.randn(2)
+    info = write_probe_into_projector(model, weight, bias, scale=1.5, rest=0.0, readout=vectors)
+    x = torch.randn(40, projector.linear_1.in_features)
+    with torch.no_grad():
+        out = projector(x)
+    a = x @ weight.T + bias
+    unit = vectors / vectors.norm(dim=-1, keepdim=True).clamp(min=1e-12) * info["direction_norm"]
+    gelu = torch.nn.functional.gelu
+    expected = gelu(a[:, :1]) * unit[0, 0] + gelu(-a[:, :1]) * unit[0, 1] + gelu(a[:, 1:]) * unit[1, 0]
+    assert torch.allclose(out, expected, atol=1e-4)  # rest 0: the probe's words alone
+    with pytest.raises(ValueError, match="readout must be"):
+        write_probe_into_projector(model, weight, bias, readout=vectors[:1])
