@@ -94,15 +94,23 @@ def write_probe_into_projector(model: Any, weight: torch.Tensor, bias: torch.Ten
 
 
 def word_readout(model: Any, tokenizer: Any, words: list[tuple[str, str | None]]) -> torch.Tensor:
-    """[K, 2, D]: per probe row, the mean input embedding of the words its +a and its -a unit name (None: none)."""
+    """[K, 2, D]: per probe row, the mean input embedding of the words its +a and its -a unit name (None: none).
+
+    Of each text only the tokens that tell it from the other rows' texts on the same side are kept ("Face
+    swapping (FS)" and "Face editing (FE)" share " Face" and the brackets); a text with none keeps them all."""
     embeddings = model.get_input_embeddings().weight.detach().float()
 
-    def embed(text: str | None) -> torch.Tensor:
-        if text is None:
-            return torch.zeros(embeddings.shape[1])
-        return embeddings[tokenizer(" " + text, add_special_tokens=False)["input_ids"]].mean(0)
+    def side(texts: list[str | None]) -> list[torch.Tensor]:
+        ids = [tokenizer(" " + t, add_special_tokens=False)["input_ids"] if t is not None else [] for t in texts]
+        out = []
+        for row, own in enumerate(ids):
+            shared = {i for other, theirs in enumerate(ids) if other != row for i in theirs}
+            distinct = [i for i in own if i not in shared] or own
+            out.append(embeddings[distinct].mean(0) if distinct else torch.zeros(embeddings.shape[1]))
+        return out
 
-    return torch.stack([torch.stack([embed(pos), embed(neg)]) for pos, neg in words])
+    positive, negative = side([pos for pos, _ in words]), side([neg for _, neg in words])
+    return torch.stack([torch.stack(pair) for pair in zip(positive, negative)])
 
 
 def probe_projector(model: Any, pixel_batches: Iterable[torch.Tensor], heads: dict[str, tuple[np.ndarray, int]],
