@@ -109,3 +109,18 @@ def test_word_readout_writes_each_units_word_embedding(base):
     assert torch.allclose(out, expected, atol=1e-4)  # rest 0: the probe's words alone
     with pytest.raises(ValueError, match="readout must be"):
         write_probe_into_projector(model, weight, bias, readout=vectors[:1])
+
+
+def test_word_readout_keeps_the_tokens_that_tell_the_names_apart(base):
+    model = _model(base)
+    tokenizer = AutoProcessor.from_pretrained(base).tokenizer
+    vectors = word_readout(model, tokenizer, [("Face swapping", None), ("Face editing", None), ("Face", None)])
+    embeddings = model.get_input_embeddings().weight.detach()
+
+    def ids(text):
+        return tokenizer(" " + text, add_special_tokens=False)["input_ids"]
+
+    others = set(ids("Face editing")) | set(ids("Face"))
+    swapping = [i for i in ids("Face swapping") if i not in others]
+    assert swapping and torch.allclose(vectors[0, 0], embeddings[swapping].mean(0))
+    assert torch.allclose(vectors[2, 0], embeddings[ids("Face")].mean(0))  # nothing of its own: all of it
