@@ -15,7 +15,10 @@ probe's decisions are written into the projector, so the image tokens carry them
    the training images, is written into a pair of hidden units, +a and -a. GELU(a) - GELU(-a) = a exactly,
    so with output columns +u and -u the image token gains a * u: the logit, linear in the token, along a
    direction u of its own (orthonormal, seeded, `scale` times the norm of an LM input embedding). The mean of
-   the image tokens then carries each head's pooled logit exactly.
+   the image tokens then carries each head's pooled logit exactly. With `readout="words"` the +a and -a units
+   write instead the LM's input embeddings of the words the head names ("forged" / "bona fide", each
+   category's name): the image token "says" the probe's decision in the LM's own vocabulary, which the
+   untrained LM already reads (docs/dfa_gpt.md, "Fourth session").
 
 Nothing changes in the architecture: the result is an ordinary `mm_projector.safetensors` that `dfa-gpt train
 --projector DIR` loads, as it loads a `--stage align` run's.
@@ -150,10 +153,10 @@ def build_probe_projector(base: str, data: Path | str, output: Path | str, *, sp
     from dfa_bench.schema import CATEGORIES, CATEGORY_NAMES, LABELS
     from dfa_gpt.projector import PROJECTOR_FILE, save_projector
 
-    records_path, root = resolve_training_data(data, split)
-    records = _read_training_records(records_path)
     if readout not in READOUTS:
         raise ValueError(f"readout {readout!r}: choose one of {', '.join(READOUTS)}")
+    records_path, root = resolve_training_data(data, split)
+    records = _read_training_records(records_path)
     processor = AutoProcessor.from_pretrained(base)
     model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch.float32).eval()
 

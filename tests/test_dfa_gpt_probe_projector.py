@@ -124,3 +124,24 @@ def test_word_readout_keeps_the_tokens_that_tell_the_names_apart(base):
     swapping = [i for i in ids("Face swapping") if i not in others]
     assert swapping and torch.allclose(vectors[0, 0], embeddings[swapping].mean(0))
     assert torch.allclose(vectors[2, 0], embeddings[ids("Face")].mean(0))  # nothing of its own: all of it
+
+
+def test_cli_names_a_bad_readout_and_a_missing_build(base, tmp_path):
+    from typer.testing import CliRunner
+
+    from dfa_gpt.cli import app
+
+    argv = [
+        "probe-projector",
+        "--base",
+        str(base),
+        "--data",
+        str(tmp_path / "nowhere"),
+        "--output",
+        str(tmp_path / "p"),
+    ]
+    bad = CliRunner().invoke(app, [*argv, "--readout", "letters"])
+    assert bad.exit_code == 1 and "readout 'letters'" in bad.output
+    missing = CliRunner().invoke(app, argv)
+    assert missing.exit_code == 1 and "nowhere" in missing.output
+    assert not (tmp_path / "p").exists()
