@@ -13,7 +13,7 @@ import random
 from functools import cache
 from importlib import resources
 
-from dfa_bench.schema import CATEGORIES, CATEGORY_EXPLANATIONS, CATEGORY_NAMES
+from dfa_bench.schema import CATEGORIES, CATEGORY_EXPLANATIONS, CATEGORY_NAMES, LABELS
 
 LETTERS = "ABCDE"
 
@@ -68,6 +68,14 @@ def dfd_answer(polarity: str, label: str) -> str:
     says_yes = is_forgery == (polarity == "forged")
     verdict = "forged" if is_forgery else "a bona fide, unmanipulated face"
     return f"This face image is {verdict}, so the answer is {'yes' if says_yes else 'no'}."
+
+
+def dfd_answer_label(answer: str) -> str | None:
+    """The label a DF-D reference answer (`dfd_answer`, either polarity) states; None for any other text."""
+    for label in LABELS:
+        if any(answer.strip() == dfd_answer(polarity, label) for polarity in ("forged", "authentic")):
+            return label
+    return None
 
 
 def dfc_answer(category: str) -> str:

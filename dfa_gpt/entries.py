@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dfa_bench.io import read_json
+from dfa_bench.templates import dfd_answer_label
 
 IMAGE_PLACEHOLDER = "<image>"
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
@@ -145,3 +146,29 @@ def load_entries(
             entries.append(entry)
             counts[entry.ability] = counts.get(entry.ability, 0) + 1
     return entries, counts
+
+
+def balance_dfd(entries: list[Entry]) -> tuple[list[Entry], dict[str, int]]:
+    """The entries with each bona fide DF-D conversation repeated round(forged / bona fide) times in all.
+
+    DF-40 and DFA-Bench-mini are mostly forged (the mini 4:1), so a model can fit DF-D by its prior alone; the
+    repeats make the verdict a coin flip without the image, as class-balanced sampling would. The label is read
+    from the reference answer (`dfd_answer`'s verdict); a DF-D answer in another format cannot be balanced."""
+    by_label: dict[str, list[Entry]] = {"bona_fide": [], "forgery": []}
+    for entry in entries:
+        if entry.ability != "dfd":
+            continue
+        label = dfd_answer_label(entry.turns[-1][1])
+        if label is None:
+            raise ValueError(
+                f"{entry.file}: entry {entry.index} ({entry.id}): cannot balance DF-D, its answer "
+                f'{entry.turns[-1][1][:80]!r} is not a DF-D reference answer ("This face image is ...")'
+            )
+        by_label[label].append(entry)
+    bona_fide, forged = by_label["bona_fide"], by_label["forgery"]
+    if not bona_fide or not forged:
+        raise ValueError(f"cannot balance DF-D: {len(bona_fide)} bona fide and {len(forged)} forged DF-D conversations")
+    repeats = max(1, round(len(forged) / len(bona_fide)))
+    return [*entries, *bona_fide * (repeats - 1)], {
+        "bona_fide": len(bona_fide), "forgery": len(forged), "bona_fide_repeats": repeats,
+    }  # fmt: skip

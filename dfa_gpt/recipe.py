@@ -64,6 +64,7 @@ class Recipe:
     projector: str | None = None  # a stage-1 projector (an align run or mm_projector.safetensors), loaded first
     # the loss weight of each assistant turn's first token (the decision), against 1 for the other answer tokens
     first_token_weight: float = 1.0
+    balance_dfd: bool = False  # repeat the bona fide DF-D conversations until DF-D is balanced (entries.balance_dfd)
     # "finetune": LoRA + projector (LLaVA's stage 2); "align": the projector alone, LM frozen (stage 1)
     stage: str = "finetune"
     # dev evaluation (`--eval-bench`): every eval_steps steps and at each epoch's end, from logits. At these

@@ -27,7 +27,7 @@ from dfa_bench.io import write_json
 from dfa_gpt.dataset import Collator, TrainingSet
 from dfa_gpt.dev_curve import BEST_DIR, DevCurve, TokenLosses
 from dfa_gpt.encoding import IGNORE_INDEX
-from dfa_gpt.entries import BadSampleReport, load_entries, read_report
+from dfa_gpt.entries import BadSampleReport, balance_dfd, load_entries, read_report
 from dfa_gpt.model import PROJECTOR, load_base, prepare_model, trainable_summary
 from dfa_gpt.recipe import Recipe
 
@@ -290,6 +290,9 @@ def train(
     report = BadSampleReport(report_path)
 
     entries, counts = load_entries(list(data), Path(images), abilities=recipe.abilities, report=report)
+    if recipe.balance_dfd:
+        entries, balance = balance_dfd(entries)
+        counts["dfd_balance"] = balance
     processor = load_processor(base)
     dataset = TrainingSet(
         entries, processor, max_length=recipe.model_max_length, report=report, mismatch_limit=recipe.mismatch_limit

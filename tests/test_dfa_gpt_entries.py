@@ -74,3 +74,31 @@ def test_a_corrupt_image_is_replaced_by_the_next_sample_and_reported(tmp_path):
     bad = read_report(tmp_path / "bad.jsonl")
     assert sorted(row["index"] for row in bad) == sorted(dataset.entries[i].index for i in broken)
     assert all("face_1.png" in row["reason"] for row in bad)
+
+
+def test_balance_dfd_repeats_the_bona_fide_verdicts_until_dfd_is_balanced(tmp_path):
+    from dfa_bench.templates import dfd_answer
+    from dfa_gpt.entries import balance_dfd
+
+    _, images = make_training_data(tmp_path, 1)
+    labels = ["bona_fide"] * 2 + ["forgery"] * 8
+    rows = [{"id": f"r{i}:dfd", "image": "face_0.png", "conversations": [
+        {"from": "human", "value": "<image>\nIs this face forged?"},
+        {"from": "gpt", "value": dfd_answer("forged" if i % 2 else "authentic", label)}]}
+        for i, label in enumerate(labels)]  # fmt: skip
+    rows.append({"id": "r9:dfc", "image": "face_0.png", "conversations": [
+        {"from": "human", "value": "<image>\nWhich kind?"}, {"from": "gpt", "value": "Face swapping (FS)."}]})  # fmt: skip
+    data = tmp_path / "balanced.json"
+    data.write_text(json.dumps(rows))
+    entries, _ = load_entries([data], images, abilities=None, report=BadSampleReport(None))
+    balanced, counts = balance_dfd(entries)
+    assert counts == {"bona_fide": 2, "forgery": 8, "bona_fide_repeats": 4}
+    assert balanced[: len(entries)] == entries
+    added = balanced[len(entries) :]
+    assert sorted(e.id for e in added) == ["r0:dfd"] * 3 + ["r1:dfd"] * 3
+    # a DF-D answer whose verdict cannot be read is an error naming the entry, not a silent imbalance
+    rows[0]["conversations"][1]["value"] = "No."
+    data.write_text(json.dumps(rows))
+    entries, _ = load_entries([data], images, abilities=None, report=BadSampleReport(None))
+    with pytest.raises(ValueError, match=r"balanced.json: entry 0 \(r0:dfd\): cannot balance DF-D"):
+        balance_dfd(entries)

@@ -60,3 +60,12 @@ def test_building_twice_is_byte_identical(synthetic_source, tmp_path):
         assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes()
     build_bench(synthetic_source / "records.jsonl", synthetic_source, tmp_path / "c", seed=12)
     assert (tmp_path / "a" / "questions.jsonl").read_bytes() != (tmp_path / "c" / "questions.jsonl").read_bytes()
+
+
+def test_dfd_answer_label_reads_back_every_reference_answer():
+    from dfa_bench.templates import dfd_answer, dfd_answer_label
+
+    for label in ("bona_fide", "forgery"):
+        for polarity in ("forged", "authentic"):
+            assert dfd_answer_label(dfd_answer(polarity, label)) == label
+    assert dfd_answer_label("Yes. This face image is forged.") is None
