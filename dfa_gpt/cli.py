@@ -119,9 +119,10 @@ def train_command(
     eval_limit: Annotated[int, Opt(help="Evaluate a seeded sample of N DF-D and N DF-C dev items (0: all).")] = (
         D.eval_limit
     ),
-    first_token_weight: Annotated[
-        float, Opt(help="Loss weight of each answer's first token (the decision) against 1 for the other tokens.")
-    ] = D.first_token_weight,
+    decision_weight: Annotated[
+        float,
+        Opt(help="Loss weight of the decision tokens (where a DF-D/DF-C answer parts from the others) against 1."),
+    ] = D.decision_weight,
     balance_dfd: Annotated[
         bool, Opt(help="Repeat the bona fide DF-D conversations until DF-D is balanced (the data are mostly forged).")
     ] = D.balance_dfd,
@@ -149,7 +150,7 @@ def train_command(
         group_by_length=group_by_length, save_steps=save_steps, save_total_limit=save_total_limit, seed=seed,
         workers=workers, attn_implementation=attn_implementation, mismatch_limit=mismatch_limit, deepspeed=deepspeed,
         eval_steps=eval_steps, eval_limit=eval_limit or None, keep_best=keep_best, projector_init=projector_init,
-        projector=projector, stage=stage, first_token_weight=first_token_weight, balance_dfd=balance_dfd,
+        projector=projector, stage=stage, decision_weight=decision_weight, balance_dfd=balance_dfd,
     )  # fmt: skip
     from dfa_bench.contract import AdapterConfigError
     from dfa_bench.schema import ValidationError

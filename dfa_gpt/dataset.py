@@ -19,6 +19,37 @@ from dfa_bench.imaging import load_rgb
 from dfa_gpt.encoding import IGNORE_INDEX, Encoded, TokenizationMismatch, encode, image_token_count
 from dfa_gpt.entries import BadSampleReport, Entry
 
+# abilities whose reference answers come from a few templates, so where one parts from another is what the image
+# (and the question) decides; AD and FC answers are free text, every token of them differs
+DECISION_ABILITIES = ("dfd", "dfc")
+
+
+def decision_positions(encoded: list[Encoded], abilities: list[str]) -> list[tuple[int, ...]]:
+    """Per sample, the positions of its first answer's tokens at which it parts from another reference answer of
+    its ability: DF-D "This face image is | forged / a bona fide ..." (the verdict) and "so the answer is | yes /
+    no" (the polarity); DF-C the tokens of the category name that tell it from the other names. These carry the
+    decision, one token in ten of a DF-D answer; the rest is predictable from them. Other abilities: none."""
+
+    def first_answer(e: Encoded) -> tuple[int, tuple[int, ...]]:
+        start = next((i for i, label in enumerate(e.labels) if label != IGNORE_INDEX), len(e.labels))
+        end = next((i for i in range(start, len(e.labels)) if e.labels[i] == IGNORE_INDEX), len(e.labels))
+        return start, tuple(e.input_ids[start:end])
+
+    answers = [first_answer(e) for e in encoded]
+    distinct: dict[str, set[tuple[int, ...]]] = {}
+    for (_, tokens), ability in zip(answers, abilities):
+        if ability in DECISION_ABILITIES:
+            distinct.setdefault(ability, set()).add(tokens)
+    out = []
+    for (start, tokens), ability in zip(answers, abilities):
+        parts = set()
+        for other in distinct.get(ability, ()):
+            shared = next((k for k, (a, b) in enumerate(zip(tokens, other)) if a != b), min(len(tokens), len(other)))
+            if other != tokens and shared < len(tokens):
+                parts.add(start + shared)
+        out.append(tuple(sorted(parts)))
+    return out
+
 
 class MismatchLimitExceeded(RuntimeError):
     """More samples than the recipe allows have labels the chat template and tokenizer disagree on."""
@@ -70,6 +101,7 @@ class TrainingSet(torch.utils.data.Dataset):
             logger.warning(f"{message}; they are skipped")
         if not self.entries:
             raise ValueError("no trainable samples left (see the bad-sample report)")
+        self.decisions = decision_positions(self.encoded, [e.ability for e in self.entries])
         if self.truncated:
             logger.warning(f"{self.truncated} samples were truncated to model_max_length={max_length}")
 
@@ -92,9 +124,12 @@ class TrainingSet(torch.utils.data.Dataset):
                 continue
             pixel_values = self.processor.image_processor(images=[image], return_tensors="pt")["pixel_values"]
             encoded = self.encoded[i]
+            decision = torch.zeros(len(encoded.input_ids), dtype=torch.bool)
+            decision[list(self.decisions[i])] = True
             return {
                 "input_ids": torch.tensor(encoded.input_ids),
                 "labels": torch.tensor(encoded.labels),
+                "decision_mask": decision,
                 "pixel_values": pixel_values[0],
             }
         raise RuntimeError("no image of the training set could be decoded (see the bad-sample report)")
@@ -114,14 +149,18 @@ class Collator:
         input_ids = torch.full((len(samples), longest), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(samples), longest), IGNORE_INDEX, dtype=torch.long)
         attention_mask = torch.zeros((len(samples), longest), dtype=torch.long)
+        decision = torch.zeros((len(samples), longest), dtype=torch.bool)
         for row, sample in enumerate(samples):
             n = len(sample["input_ids"])
             input_ids[row, :n] = sample["input_ids"]
             labels[row, :n] = sample["labels"]
             attention_mask[row, :n] = 1
+            if "decision_mask" in sample:
+                decision[row, :n] = sample["decision_mask"]
         return {
             "input_ids": input_ids,
             "labels": labels,
+            "decision_mask": decision,
             "attention_mask": attention_mask,
             "pixel_values": torch.stack([s["pixel_values"] for s in samples]),
         }

@@ -1,8 +1,8 @@
-"""The dev curve of a training run: dev figures at intervals and at each epoch's end, the first answer token's
+"""The dev curve of a training run: dev figures at intervals and at each epoch's end, the decision tokens'
 training loss apart from the rest, the best checkpoint by a named dev metric, and a plot.
 
     RUN/dev_curve.json   one point per evaluation: step, epoch, seconds spent, dev figures, train losses
-    RUN/dev_curve.png    DF-D AUC and DF-C ACC against chance; first-token and other-token losses
+    RUN/dev_curve.png    DF-D AUC and DF-C ACC against chance; decision-token and other-token losses
     RUN/best/            the adapter of the best point (`--keep-best METRIC`); copied into RUN at the end
 
 Every process evaluates the whole dev set (ZeRO-3 needs each rank in every forward); process 0 writes.
@@ -30,21 +30,23 @@ SHOWN = ("dfd_auc", "dfd_acer", "dfc_acc", "caption_acc", "dfd_first_token_loss"
 
 
 class TokenLosses:
-    """Sums of the training loss on each assistant turn's first token (the decision: "Yes"/"No", the option
-    letter) and on the other answer tokens, between two logging steps. Detached: it changes no gradient."""
+    """Sums of the training loss on the decision tokens (`dataset.decision_positions`: where a DF-D or DF-C
+    answer parts from the other reference answers) and on the other answer tokens, between two logging steps.
+    Detached: it changes no gradient."""
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        self.first = self.first_n = self.rest = self.rest_n = 0.0
+        self.decision = self.decision_n = self.rest = self.rest_n = 0.0
 
     @torch.no_grad()
-    def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+    def add(self, logits: torch.Tensor, labels: torch.Tensor, decision: torch.Tensor) -> None:
+        """`decision`: [batch, length] bool, aligned with `labels`."""
         logits, targets = logits[:, :-1], labels[:, 1:].to(logits.device)
         answer = targets != IGNORE_INDEX
-        first = answer & (labels[:, :-1].to(logits.device) == IGNORE_INDEX)
-        for mask, name in ((first, "first"), (answer & ~first, "rest")):
+        decision = answer & decision[:, 1:].to(logits.device)
+        for mask, name in ((decision, "decision"), (answer & ~decision, "rest")):
             if mask.any():
                 loss = torch.nn.functional.cross_entropy(logits[mask].float(), targets[mask], reduction="sum")
                 setattr(self, name, getattr(self, name) + float(loss))
@@ -52,8 +54,8 @@ class TokenLosses:
 
     def pop(self) -> dict[str, float]:
         out = {}
-        if self.first_n:
-            out["loss_first_token"] = self.first / self.first_n
+        if self.decision_n:
+            out["loss_decision_tokens"] = self.decision / self.decision_n
         if self.rest_n:
             out["loss_other_tokens"] = self.rest / self.rest_n
         self.reset()
@@ -101,7 +103,7 @@ class DevCurve(TrainerCallback):
             self._evaluated_at = state.global_step
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
-        found = {k: logs[k] for k in ("loss", "loss_first_token", "loss_other_tokens") if logs and k in logs}
+        found = {k: logs[k] for k in ("loss", "loss_decision_tokens", "loss_other_tokens") if logs and k in logs}
         if found:
             self.train_logs = found
             self.train_curve.append({"step": state.global_step, **found})
@@ -175,7 +177,7 @@ def plot_curve(
     top.legend(loc="upper left", fontsize=8)
     top.set_title("DFA-GPT dev curve")
     train_steps = [t["step"] for t in train]
-    for key, label, colour in (("loss_first_token", "train: first answer tokens", "tab:red"),
+    for key, label, colour in (("loss_decision_tokens", "train: decision tokens", "tab:red"),
                                ("loss_other_tokens", "train: other answer tokens", "tab:grey")):  # fmt: skip
         values = [t.get(key, math.nan) for t in train]
         if train and any(not math.isnan(v) for v in values):

@@ -62,8 +62,8 @@ class Recipe:
     # standardisation of the training images' features, scaled to the LM's embeddings: for a random projector)
     projector_init: str = "base"
     projector: str | None = None  # a stage-1 projector (an align run or mm_projector.safetensors), loaded first
-    # the loss weight of each assistant turn's first token (the decision), against 1 for the other answer tokens
-    first_token_weight: float = 1.0
+    # the loss weight of the decision tokens (dataset.decision_positions), against 1 for the other answer tokens
+    decision_weight: float = 1.0
     balance_dfd: bool = False  # repeat the bona fide DF-D conversations until DF-D is balanced (entries.balance_dfd)
     # "finetune": LoRA + projector (LLaVA's stage 2); "align": the projector alone, LM frozen (stage 1)
     stage: str = "finetune"
@@ -89,8 +89,8 @@ class Recipe:
             raise ValueError(f"projector_init must be one of {', '.join(PROJECTOR_INITS)}, got {self.projector_init!r}")
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
-        if self.first_token_weight <= 0:
-            raise ValueError("first_token_weight must be positive")
+        if self.decision_weight <= 0:
+            raise ValueError("decision_weight must be positive")
         if not 0 <= self.mismatch_limit <= 1:
             raise ValueError("mismatch_limit is a fraction in [0, 1]")
         self.lora_modules = tuple(self.lora_modules)

@@ -33,7 +33,7 @@ from dfa_gpt.recipe import Recipe
 
 RUN_FILE = "dfa_gpt_run.json"
 REPORT_FILE = "bad_samples.jsonl"
-TOKEN_LOSS_KEYS = ("loss_first_token", "loss_other_tokens")
+TOKEN_LOSS_KEYS = ("loss_decision_tokens", "loss_other_tokens")
 CHECKPOINT_FILES = ("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json")
 
 
@@ -59,16 +59,24 @@ def complete_checkpoints(output: Path) -> list[Path]:
 class DFATrainer(Trainer):
     """The Trainer, with the projector's own learning rate and lengths that need no image decoding."""
 
-    def __init__(self, *args: Any, projector_lr: float, stage: str = "finetune", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, projector_lr: float, stage: str = "finetune", decision_weight: float = 1.0,
+                 **kwargs: Any) -> None:  # fmt: skip
         self.projector_lr, self.stage = projector_lr, stage
         self.token_losses = TokenLosses()
+        self.decision: torch.Tensor | None = None  # the batch's decision tokens, for the loss
+        if decision_weight != 1:
+            kwargs["compute_loss_func"] = lambda outputs, labels, num_items_in_batch=None: decision_weighted_loss(
+                outputs.logits, labels, self.decision, decision_weight, num_items_in_batch
+            )
         super().__init__(*args, **kwargs)
 
     def compute_loss(self, model: Any, inputs: dict, return_outputs: bool = False, num_items_in_batch: Any = None):
         labels = inputs.get("labels")  # super() pops them when a compute_loss_func is set
+        decision = inputs.pop("decision_mask", None)  # not the model's: the loss's
+        self.decision = decision if decision is not None else torch.zeros_like(labels, dtype=torch.bool)
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if model.training and labels is not None and getattr(outputs, "logits", None) is not None:
-            self.token_losses.add(outputs.logits, labels)
+            self.token_losses.add(outputs.logits, labels, self.decision)
         return (loss, outputs) if return_outputs else loss
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
@@ -141,25 +149,23 @@ class _LossLog(TrainerCallback):
             logger.info(f"step {state.global_step}/{state.max_steps}: loss {logs['loss']:.4f}{parts}")
 
 
-def first_token_weighted_loss(weight: float) -> Any:
-    """A Trainer `compute_loss_func`: the causal-LM loss with each assistant turn's first token weighted `weight`
-    times the others (the decision: "Yes"/"No", the option letter). With weight 1 it equals the model's own loss,
-    normalised the same way (by the answer tokens of the whole accumulated, all-process batch)."""
-
-    def loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
-        logits = outputs.logits[:, :-1]
-        labels = labels.to(logits.device)
-        targets = labels[:, 1:]
-        answer = targets != IGNORE_INDEX
-        first = (answer & (labels[:, :-1] == IGNORE_INDEX))[answer]
-        ce = torch.nn.functional.cross_entropy(logits[answer].float(), targets[answer], reduction="none")
-        weights = torch.where(first, torch.full_like(ce, weight), torch.ones_like(ce))
-        count = answer.sum()
-        # the weighted mean of this micro-batch, at this micro-batch's share of the batch's answer tokens
-        total = (weights * ce).sum() / weights.sum().clamp(min=1e-12) * count
-        return total / (num_items_in_batch if num_items_in_batch is not None else count.clamp(min=1))
-
-    return loss
+def decision_weighted_loss(logits: torch.Tensor, labels: torch.Tensor, decision: torch.Tensor, weight: float,
+                           num_items_in_batch: Any = None) -> torch.Tensor:  # fmt: skip
+    """The causal-LM loss with the decision tokens (`decision`, [batch, length] bool aligned with `labels`:
+    where a DF-D / DF-C answer parts from the other reference answers) weighted `weight` times the other answer
+    tokens. With weight 1 it equals the model's own loss, normalised the same way (by the answer tokens of the
+    whole accumulated, all-process batch)."""
+    logits = logits[:, :-1]
+    labels = labels.to(logits.device)
+    targets = labels[:, 1:]
+    answer = targets != IGNORE_INDEX
+    chosen = decision.to(logits.device)[:, 1:][answer]
+    ce = torch.nn.functional.cross_entropy(logits[answer].float(), targets[answer], reduction="none")
+    weights = torch.where(chosen, torch.full_like(ce, weight), torch.ones_like(ce))
+    count = answer.sum()
+    # the weighted mean of this micro-batch, at this micro-batch's share of the batch's answer tokens
+    total = (weights * ce).sum() / weights.sum().clamp(min=1e-12) * count
+    return total / (num_items_in_batch if num_items_in_batch is not None else count.clamp(min=1))
 
 
 def training_arguments(recipe: Recipe, output: Path, **overrides: Any) -> TrainingArguments:
@@ -336,9 +342,7 @@ def train(
         callbacks=[_LossLog(), *([curve] if curve else []), *(callbacks or [])],
         projector_lr=recipe.projector_lr,
         stage=recipe.stage,
-        compute_loss_func=first_token_weighted_loss(recipe.first_token_weight)
-        if recipe.first_token_weight != 1
-        else None,
+        decision_weight=recipe.decision_weight,
     )
     result = trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_model(str(output))  # adapter + projector (modules_to_save) + processor, on the main process

@@ -113,16 +113,17 @@ def test_logits_equal_one_item_at_a_time(setup):
     assert not model.training
 
 
-def test_token_losses_split_the_first_answer_token_from_the_rest():
+def test_token_losses_split_the_decision_tokens_from_the_rest():
     logits = torch.zeros(1, 6, 4)
-    labels = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 2, 3, IGNORE_INDEX, 1]])  # two turns: first tokens 2 and 1
-    logits[0, 1, 2] = 10.0  # position 1 predicts label 2 well (the first token of turn 1)
+    labels = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 2, 3, IGNORE_INDEX, 1]])
+    decision = torch.tensor([[False, False, True, False, False, True]])  # the tokens 2 and 1 decide
+    logits[0, 1, 2] = 10.0  # position 1 predicts label 2 well
     losses = TokenLosses()
-    losses.add(logits, labels)
+    losses.add(logits, labels, decision)
     out = losses.pop()
     uniform = math.log(4)
     assert out["loss_other_tokens"] == pytest.approx(uniform, abs=1e-5)  # the "3": one token, uniform logits
-    assert out["loss_first_token"] == pytest.approx((uniform + 0.0) / 2, abs=1e-3)  # "2" (~0) and "1" (ln 4)
+    assert out["loss_decision_tokens"] == pytest.approx((uniform + 0.0) / 2, abs=1e-3)  # "2" (~0) and "1" (ln 4)
     assert losses.pop() == {}
 
 
@@ -134,7 +135,7 @@ def test_train_writes_the_dev_curve_and_keeps_the_best(setup, tmp_path):
     curve = json.loads((tmp_path / "run" / "dev_curve.json").read_text())
     assert [p["step"] for p in curve["points"]] == [0, 3, 5]  # the untrained model, every 3 steps, the epoch end
     assert all({"dfd_auc", "dfc_acc", "dfd_first_token_loss"} <= p.keys() for p in curve["points"])
-    assert {"loss_first_token", "loss_other_tokens"} <= curve["points"][-1]["train"].keys()
+    assert {"loss_decision_tokens", "loss_other_tokens"} <= curve["points"][-1]["train"].keys()
     assert [t["step"] for t in curve["train"]] == [1, 2, 3, 4, 5]  # every logged step, for the plot
     assert (tmp_path / "run" / "dev_curve.png").stat().st_size > 10_000
     best = min(curve["points"][1:], key=lambda p: p["dfd_first_token_loss"])
@@ -183,12 +184,10 @@ def test_dev_items_need_an_answerable_vocabulary(setup):
         DevEvaluator(items, processor)
 
 
-def test_first_token_weighted_loss_equals_the_models_loss_at_weight_one(setup):
-    from types import SimpleNamespace
-
+def test_decision_weighted_loss_equals_the_models_loss_at_weight_one(setup):
     from transformers import AutoModelForImageTextToText
 
-    from dfa_gpt.train import first_token_weighted_loss
+    from dfa_gpt.train import decision_weighted_loss
 
     _, base, _ = setup
     model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch.float32)
@@ -196,23 +195,21 @@ def test_first_token_weighted_loss_equals_the_models_loss_at_weight_one(setup):
     input_ids = torch.randint(5, 300, (2, 12))
     labels = torch.full_like(input_ids, IGNORE_INDEX)
     labels[0, 6:9], labels[1, 4:11] = input_ids[0, 6:9], input_ids[1, 4:11]
+    decision = torch.zeros_like(labels, dtype=torch.bool)
+    decision[0, 7], decision[1, 4], decision[1, 9] = True, True, True
     out = model(input_ids=input_ids, labels=labels)
-    ours = first_token_weighted_loss(1.0)(SimpleNamespace(logits=out.logits), labels)
+    ours = decision_weighted_loss(out.logits, labels, decision, 1.0)
     assert float(ours) == pytest.approx(float(out.loss), rel=1e-5)
     n = int((labels != IGNORE_INDEX).sum()) - 0  # the model shifts: position t predicts t+1
-    assert float(
-        first_token_weighted_loss(1.0)(SimpleNamespace(logits=out.logits), labels, num_items_in_batch=2 * n)
-    ) == pytest.approx(float(out.loss) / 2, rel=1e-5)  # noqa: E501
-    # weight 10: the first tokens (positions 6 and 4) count ten times as much
+    halved = decision_weighted_loss(out.logits, labels, decision, 1.0, num_items_in_batch=2 * n)
+    assert float(halved) == pytest.approx(float(out.loss) / 2, rel=1e-5)
+    # weight 10: the decision tokens (labels 7 of row 0, 4 and 9 of row 1) count ten times as much
     logits = out.logits[:, :-1]
     ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[:, 1:], reduction="none")
     mask = labels[:, 1:] != IGNORE_INDEX
-    first = mask & (labels[:, :-1] == IGNORE_INDEX)
-    weights = torch.where(first, 10.0, 1.0)[mask]
+    weights = torch.where(decision[:, 1:], 10.0, 1.0)[mask]
     expected = (ce[mask] * weights).sum() / weights.sum()
-    assert float(first_token_weighted_loss(10.0)(SimpleNamespace(logits=out.logits), labels)) == pytest.approx(
-        float(expected), rel=1e-5
-    )  # noqa: E501
+    assert float(decision_weighted_loss(out.logits, labels, decision, 10.0)) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_a_resumed_run_continues_its_dev_curve(setup, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from dfa_gpt_fixtures import make_training_data
 from transformers import AutoProcessor
@@ -121,3 +123,41 @@ def test_mismatches_over_the_limit_stop_training_and_are_named(processor, tmp_pa
     dataset = TrainingSet(entries, broken, max_length=2048, report=report, mismatch_limit=0.3)
     assert len(dataset) == 12 and sorted(dataset.mismatched) == [f"rec{i}:fc" for i in range(4)]
     assert "tokenization mismatch" in (tmp_path / "bad.jsonl").read_text()
+
+
+def test_decision_tokens_are_where_a_reference_answer_parts_from_the_others(processor, tmp_path):
+    from dfa_bench.templates import dfc_answer, dfd_answer
+
+    _, images = make_training_data(tmp_path, 1)
+    answers = [("dfd", dfd_answer(p, label)) for p in ("forged", "authentic") for label in ("forgery", "bona_fide")]
+    answers += [("dfc", dfc_answer(c)) for c in ("face_swapping", "face_editing", "entire_face_synthesis")] + [
+        ("ad", "Blurred jawline."),
+        ("ad", "None."),
+    ]
+    rows = [{"id": f"r{i}:{ability}", "image": "face_0.png", "conversations": [
+        {"from": "human", "value": "<image>\\nWhat about this face?"}, {"from": "gpt", "value": answer}]}
+        for i, (ability, answer) in enumerate(answers)]  # fmt: skip
+    data = tmp_path / "decisions.json"
+    data.write_text(json.dumps(rows))
+    report = BadSampleReport(None)
+    entries, _ = load_entries([data], images, abilities=None, report=report)
+    dataset = TrainingSet(entries, processor, max_length=2048, report=report)
+    decode = processor.tokenizer.decode
+
+    def decided(i: int) -> list[str]:
+        return [decode([dataset.encoded[i].input_ids[p]]).strip() for p in dataset.decisions[i]]
+
+    # DF-D: the verdict ("forged" / "a" of "a bona fide") and the yes/no the question's polarity makes of it
+    # (the tiny tokenizer splits words: "forged" is "for" + "ged")
+    assert len(decided(0)) == 2 and "forged".startswith(decided(0)[0]) and decided(0)[1] == "yes"
+    assert decided(1)[0] == "a" and decided(1)[-1] == "no"
+    assert decided(2) == [decided(0)[0], "no"]
+    # DF-C: the name's tokens that tell it from the other names ("Face" parts from "Entire", then the kind)
+    assert len(decided(4)) == 2 and "Face".startswith(decided(4)[0]) and "Entire".startswith(decided(6)[0])
+    assert dataset.decisions[7] == dataset.decisions[8] == ()  # AD: free text, no decision tokens
+    # the decision tokens are labelled answer tokens, and the collator carries them, padded with False
+    for i, positions in enumerate(dataset.decisions):
+        assert all(dataset.encoded[i].labels[p] != IGNORE_INDEX for p in positions)
+    batch = Collator(processor.tokenizer.pad_token_id)([dataset[0], dataset[7]])
+    assert batch["decision_mask"][0].nonzero().flatten().tolist() == list(dataset.decisions[0])
+    assert not batch["decision_mask"][1].any()
