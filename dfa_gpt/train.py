@@ -57,7 +57,8 @@ def complete_checkpoints(output: Path) -> list[Path]:
 
 
 class DFATrainer(Trainer):
-    """The Trainer, with the projector's own learning rate and lengths that need no image decoding."""
+    """The Trainer, with the projector's own learning rate, lengths that need no image decoding, and the batch's
+    decision tokens (`decision_mask`, the collator's) taken out of the model's inputs for the loss and its log."""
 
     def __init__(self, *args: Any, projector_lr: float, stage: str = "finetune", decision_weight: float = 1.0,
                  **kwargs: Any) -> None:  # fmt: skip
@@ -73,7 +74,9 @@ class DFATrainer(Trainer):
     def compute_loss(self, model: Any, inputs: dict, return_outputs: bool = False, num_items_in_batch: Any = None):
         labels = inputs.get("labels")  # super() pops them when a compute_loss_func is set
         decision = inputs.pop("decision_mask", None)  # not the model's: the loss's
-        self.decision = decision if decision is not None else torch.zeros_like(labels, dtype=torch.bool)
+        if decision is None and labels is not None:
+            decision = torch.zeros_like(labels, dtype=torch.bool)
+        self.decision = decision
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if model.training and labels is not None and getattr(outputs, "logits", None) is not None:
             self.token_losses.add(outputs.logits, labels, self.decision)

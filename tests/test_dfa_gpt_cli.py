@@ -49,6 +49,9 @@ def test_bad_input_exits_with_a_message(tmp_path):
         "train", "--base", "x", "--data", str(bad), "--images", str(images), "--output", str(tmp_path / "r")
     )
     assert result.exit_code == 1 and "bad.json" in result.output
+    # the fixture's DF-D answers ("No. This face image is ...") do not state a verdict balance_dfd can read
+    result = invoke(*base, "--output", str(tmp_path / "balanced"), "--balance-dfd")
+    assert result.exit_code == 1 and "rec0:dfd): cannot balance DF-D" in result.output
     result = invoke("merge", str(tmp_path), "--output", str(tmp_path / "m"))
     assert result.exit_code == 1 and "not a DFA-GPT run directory" in result.output
 
