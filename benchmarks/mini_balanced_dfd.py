@@ -4,7 +4,8 @@
 
 DFA-Bench-mini is 4:1 forged, so a model can fit DF-D by its prior. Each repeat is the same conversation (id
 suffixed "#k"); `--abilities` keeps only those conversations (the id's ":ability" suffix). An experiment of
-docs/dfa_gpt.md ("Fourth session"), not an option of `dfa-gpt train`.
+docs/dfa_gpt.md ("Fourth session"); `dfa-gpt train --balance-dfd` now does the same in the trainer (the same
+1632 conversations on mini96); this script stays to rerun those rows as they ran.
 """
 
 from __future__ import annotations

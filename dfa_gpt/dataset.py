@@ -28,7 +28,7 @@ def decision_positions(encoded: list[Encoded], abilities: list[str]) -> list[tup
     """Per sample, the positions of its first answer's tokens at which it parts from another reference answer of
     its ability: DF-D "This face image is | forged / a bona fide ..." (the verdict) and "so the answer is | yes /
     no" (the polarity); DF-C the tokens of the category name that tell it from the other names. These carry the
-    decision, one token in ten of a DF-D answer; the rest is predictable from them. Other abilities: none."""
+    decision, two tokens of a DF-D answer; the rest is predictable from them. Other abilities: none."""
 
     def first_answer(e: Encoded) -> tuple[int, tuple[int, ...]]:
         start = next((i for i, label in enumerate(e.labels) if label != IGNORE_INDEX), len(e.labels))
