@@ -58,6 +58,7 @@ ImagesOpt = Annotated[Path, Opt(help="Root that the entries' image paths are rel
 LoraRankOpt = Annotated[int, Opt(help="LoRA rank.")]
 LoraAlphaOpt = Annotated[int, Opt(help="LoRA alpha.")]
 LoraDropoutOpt = Annotated[float, Opt(help="LoRA dropout.")]
+LoraLayersOpt = Annotated[int, Opt(help="LoRA in the LM's last N decoder layers only (0: all).")]
 ProjectorLrOpt = Annotated[
     float, Opt(help="Learning rate of the multimodal projector.", show_default=sci(D.projector_lr))
 ]
@@ -88,6 +89,7 @@ def train_command(
     lora_rank: LoraRankOpt = D.lora_rank,
     lora_alpha: LoraAlphaOpt = D.lora_alpha,
     lora_dropout: LoraDropoutOpt = D.lora_dropout,
+    lora_layers: LoraLayersOpt = D.lora_layers,
     projector_lr: ProjectorLrOpt = D.projector_lr,
     lr: LrOpt = D.learning_rate,
     weight_decay: Annotated[float, Opt(help="AdamW weight decay.")] = D.weight_decay,
@@ -144,7 +146,8 @@ def train_command(
     """Train DFA-GPT: LoRA on the LLM's linear layers and the projector, on LLaVA-format DFA-Instruct data."""
     recipe = recipe_from(
         annotations=annotations, lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-        projector_lr=projector_lr, lr=lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio, scheduler=scheduler,
+        lora_layers=lora_layers, projector_lr=projector_lr, lr=lr, weight_decay=weight_decay,
+        warmup_ratio=warmup_ratio, scheduler=scheduler,
         epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, bf16=bf16,
         gradient_checkpointing=gradient_checkpointing, model_max_length=model_max_length,
         group_by_length=group_by_length, save_steps=save_steps, save_total_limit=save_total_limit, seed=seed,
@@ -223,6 +226,7 @@ def ablation_command(
     lora_rank: LoraRankOpt = D.lora_rank,
     lora_alpha: LoraAlphaOpt = D.lora_alpha,
     lora_dropout: LoraDropoutOpt = D.lora_dropout,
+    lora_layers: LoraLayersOpt = D.lora_layers,
     projector_lr: ProjectorLrOpt = D.projector_lr,
     lr: LrOpt = D.learning_rate,
     epochs: EpochsOpt = D.epochs,
@@ -240,8 +244,8 @@ def ablation_command(
 ) -> None:
     """Table II: train one run per annotation preset, evaluate each with dfa-bench eval, submit each."""
     recipe = recipe_from(
-        lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, projector_lr=projector_lr, lr=lr,
-        epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, bf16=bf16,
+        lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_layers=lora_layers,
+        projector_lr=projector_lr, lr=lr, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, bf16=bf16,
         gradient_checkpointing=gradient_checkpointing, model_max_length=model_max_length, save_steps=save_steps,
         seed=seed, workers=workers, deepspeed=deepspeed,
     )  # fmt: skip

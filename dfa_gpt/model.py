@@ -23,10 +23,18 @@ def language_model_path(model: Any) -> str:
     raise ValueError(f"{type(model).__name__}: its decoder is not one of its modules")
 
 
-def lora_target_regex(model: Any, layers: tuple[str, ...]) -> str:
-    """A peft `target_modules` regex (peft full-matches it against module paths) for `layers` under the LM."""
+def lora_target_regex(model: Any, layers: tuple[str, ...], last: int = 0) -> str:
+    """A peft `target_modules` regex (peft full-matches it against module paths) for `layers` under the LM;
+    `last` > 0: in its last `last` decoder layers only."""
     prefix = re.escape(language_model_path(model))
-    return rf"{prefix}\.(?:.*\.)?(?:{'|'.join(map(re.escape, layers))})"
+    names = "|".join(map(re.escape, layers))
+    if not last:
+        return rf"{prefix}\.(?:.*\.)?(?:{names})"
+    total = model.config.get_text_config().num_hidden_layers
+    if last > total:
+        raise ValueError(f"LoRA on the last {last} layers: the language model has {total}")
+    blocks = "|".join(str(i) for i in range(total - last, total))
+    return rf"{prefix}\.(?:.*\.)?layers\.(?:{blocks})\.(?:.*\.)?(?:{names})"
 
 
 def lora_config(model: Any, recipe: Recipe) -> Any:
@@ -36,7 +44,7 @@ def lora_config(model: Any, recipe: Recipe) -> Any:
         r=recipe.lora_rank,
         lora_alpha=recipe.lora_alpha,
         lora_dropout=recipe.lora_dropout,
-        target_modules=lora_target_regex(model, recipe.lora_modules),
+        target_modules=lora_target_regex(model, recipe.lora_modules, recipe.lora_layers),
         modules_to_save=[PROJECTOR],
         bias="none",
         task_type="CAUSAL_LM",
@@ -48,7 +56,13 @@ def apply_lora(model: Any, recipe: Recipe) -> Any:
     from peft import get_peft_model
 
     peft_model = get_peft_model(model, lora_config(model, recipe))
-    check_trainable(peft_model)
+    if recipe.projector_lr == 0:
+        # a projector that does not move needs no gradient: with LoRA on the last layers only, backward then
+        # stops at the first of them (peft still saves the projector with the adapter, from modules_to_save)
+        for name, param in peft_model.named_parameters():
+            if f"{PROJECTOR}.modules_to_save." in name:
+                param.requires_grad_(False)
+    check_trainable(peft_model, projector=recipe.projector_lr != 0)
     keep_in_eval_mode(peft_model.get_base_model().model.vision_tower)
     return peft_model
 
@@ -78,23 +92,23 @@ def keep_in_eval_mode(module: Any) -> None:
     module.register_forward_pre_hook(to_eval)
 
 
-def check_trainable(peft_model: Any) -> None:
-    """Raise unless exactly the LM's LoRA weights and the projector copy are trainable."""
+def check_trainable(peft_model: Any, *, projector: bool = True) -> None:
+    """Raise unless exactly the LM's LoRA weights and (`projector`) the projector copy are trainable."""
     lm = language_model_path(peft_model.get_base_model())
-    wrong, lora, projector = [], 0, 0
+    wrong, lora, projectors = [], 0, 0
     for name, param in peft_model.named_parameters():
         if not param.requires_grad:
             continue
         if "lora_" in name and f".{lm}." in f".{name}":
             lora += 1
         elif f"{PROJECTOR}.modules_to_save." in name:
-            projector += 1
+            projectors += 1
         else:
             wrong.append(name)
     if wrong:
         raise ValueError(f"trainable parameters outside the LM's LoRA and the projector: {', '.join(wrong[:5])}")
-    if not lora or not projector:
-        raise ValueError(f"nothing to train: {lora} LoRA tensors, {projector} projector tensors")
+    if not lora or (projector and not projectors):
+        raise ValueError(f"nothing to train: {lora} LoRA tensors, {projectors} projector tensors")
 
 
 def load_base(base: str, recipe: Recipe, *, device_map: Any = None) -> Any:

@@ -35,6 +35,7 @@ class Recipe:
     lora_alpha: int = 256
     lora_dropout: float = 0.05
     lora_modules: tuple[str, ...] = LM_LINEAR_LAYERS
+    lora_layers: int = 0  # >0: LoRA in the LM's last N decoder layers only (a cheaper backward); 0: all
     # the multimodal projector is trained in full, with its own learning rate
     projector_lr: float = 2e-5
     learning_rate: float = 2e-4
@@ -89,6 +90,10 @@ class Recipe:
             raise ValueError(f"projector_init must be one of {', '.join(PROJECTOR_INITS)}, got {self.projector_init!r}")
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
+        if self.lora_layers < 0:
+            raise ValueError("lora_layers must be 0 (all) or a positive number of layers")
+        if self.projector_lr < 0:
+            raise ValueError("projector_lr must not be negative")
         if self.decision_weight <= 0:
             raise ValueError("decision_weight must be positive")
         if not 0 <= self.mismatch_limit <= 1:

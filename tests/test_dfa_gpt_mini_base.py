@@ -138,3 +138,28 @@ def test_it_generates_and_takes_dfa_gpt_lora(loaded):
     lora = [n for n, _ in peft_model.named_modules() if n.endswith("lora_A")]
     assert lora and all(".language_model." in n for n in lora)
     assert len(lora) == 7 * model.config.text_config.num_hidden_layers
+
+
+def test_lora_on_the_last_layers_with_a_frozen_projector_trains_only_those_layers(base, tmp_path):
+    from peft import get_peft_model_state_dict
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch.float32)
+    layers = model.config.text_config.num_hidden_layers
+    peft_model = apply_lora(model, Recipe(lora_rank=4, lora_alpha=8, bf16=False, lora_layers=2, projector_lr=0))
+    lora = [n for n, _ in peft_model.named_modules() if n.endswith("lora_A")]
+    assert len(lora) == 7 * 2
+    assert all(f".layers.{layers - 2}." in n or f".layers.{layers - 1}." in n for n in lora)
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)  # the projector does not move: no gradient
+    processor = AutoProcessor.from_pretrained(base)
+    prompt = "<|im_start|>user\n<image>\nIs this face forged?<|im_end|>\n<|im_start|>assistant\nYes"
+    inputs = processor(images=face_photo(), text=prompt, return_tensors="pt")
+    peft_model(**inputs, labels=inputs["input_ids"]).loss.backward()
+    assert all(p.grad is not None for n, p in peft_model.named_parameters() if p.requires_grad)
+    # the frozen projector is still saved with the adapter (modules_to_save), so the run keeps its stage-1 start
+    assert any("multi_modal_projector" in k for k in get_peft_model_state_dict(peft_model))
+    with pytest.raises(ValueError, match=f"has {layers}"):
+        apply_lora(AutoModelForImageTextToText.from_pretrained(base), Recipe(bf16=False, lora_layers=layers + 1))
+    with pytest.raises(ValueError, match="lora_layers"):
+        Recipe(lora_layers=-1)
