@@ -136,8 +136,11 @@ class DFAHF(DFAAdapter):
         """(model, processor) from `self.pretrained`, on the requested device and dtype."""
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
+        from dfa_bench.adapters.pooled_vlm import register as register_pooled_vlm
+
         processor = self.load_processor(AutoProcessor)
         self.check_processor(processor)
+        register_pooled_vlm()  # DFA-GPT-mini's pooled-token model type, if this is one
         model = AutoModelForImageTextToText.from_pretrained(self.pretrained, **self._from_pretrained_kwargs())
         return model, processor
 

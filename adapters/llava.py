@@ -58,6 +58,8 @@ class DFALlava(DFAHF):
     def load_model(self) -> tuple[Any, Any]:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
+        from dfa_bench.adapters.pooled_vlm import register as register_pooled_vlm
+
         processor = self.load_processor(AutoProcessor)
         tokenizer = getattr(processor, "tokenizer", processor)
         if not getattr(processor, "chat_template", None) and not getattr(tokenizer, "chat_template", None):
@@ -67,6 +69,7 @@ class DFALlava(DFAHF):
         self.check_processor(processor)
         # the auto class: llava-hf checkpoints load as LlavaForConditionalGeneration, and other LLaVA-layout
         # classes (FastVLM, DFA-GPT-mini's base with a timm tower) as themselves
+        register_pooled_vlm()  # DFA-GPT-mini's pooled-token model type, if this is one
         model = AutoModelForImageTextToText.from_pretrained(self.pretrained, **self._from_pretrained_kwargs())
         if self.lora:
             model = self.apply_lora(model)

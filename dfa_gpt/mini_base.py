@@ -19,6 +19,7 @@ Plain LlavaForConditionalGeneration cannot host a conv tower (it projects the la
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 from typing import Any
 
@@ -100,13 +101,16 @@ def smollm2() -> tuple[Any, Any, Path]:
 
 
 def build_mini_base(output: Path | str, *, image_size: int = 128, seed: int = 0,
-                    tower: str = "efficientnet-lite0") -> Path:  # fmt: skip
+                    tower: str = "efficientnet-lite0", image_tokens: int | None = None) -> Path:  # fmt: skip
     """Build DFA-GPT-mini's base (model + processor) into `output`, offline; returns `output`.
 
     `tower="clip-random"`: LLaVA-1.5's own architecture instead (LlavaForConditionalGeneration, a CLIP ViT tower
     read at its second-to-last layer, CLS dropped) with a tiny randomly initialised CLIP tower (2 layers, width
     128, 16 px patches) and the same SmolLM2: a check that a recipe works on LLaVA's tower and module tree, not
-    a useful detector (random features)."""
+    a useful detector (random features).
+
+    `image_tokens` (EfficientNet tower; a square, at most (S/32)^2): the tower's map average-pooled to that many
+    tokens (`dfa_bench.adapters.pooled_vlm`); None: the whole map, (S/32)^2 tokens."""
     import torch
     from transformers import CLIPImageProcessor, LlavaProcessor
 
@@ -118,13 +122,21 @@ def build_mini_base(output: Path | str, *, image_size: int = 128, seed: int = 0,
     if image_size % patch or image_size < patch:
         # the processor counts (S // patch)^2 image tokens, the tower makes ceil(S / patch)^2
         raise ValueError(f"--image-size must be a multiple of {patch}, got {image_size}")
+    grid = image_size // patch
+    tokens = grid * grid if image_tokens is None else image_tokens
+    side = math.isqrt(tokens)
+    if side * side != tokens or not 1 <= tokens <= grid * grid or grid % side:
+        raise ValueError(f"--image-tokens must be a square whose side divides {grid} (the {image_size} px map's), "
+                         f"got {tokens}")  # fmt: skip
+    if tokens != grid * grid and tower != "efficientnet-lite0":
+        raise ValueError("--image-tokens pools EfficientNet-Lite0's map; the CLIP tower keeps its patches")
     output = Path(output)
     tokenizer, lm, gguf = smollm2()
     text_config = lm.config
     image_token_index = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     torch.manual_seed(seed)  # the projector's (and a random tower's) initialisation
     if tower == "efficientnet-lite0":
-        model = _efficientnet_model(text_config, image_token_index, image_size)
+        model = _efficientnet_model(text_config, image_token_index, tokens, pooled=tokens != grid * grid)
         effnet = efficientnet_lite0_weights()  # the file the vision-only probe loads
         state = torch.load(effnet, map_location="cpu", weights_only=True)
         timm_tower = model.model.vision_tower.timm_model
@@ -158,7 +170,7 @@ def build_mini_base(output: Path | str, *, image_size: int = 128, seed: int = 0,
     processor = LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        patch_size=patch,
+        patch_size=image_size // side,  # the processor's (S / patch)^2 placeholders: the model's image tokens
         vision_feature_select_strategy=select,
         num_additional_image_tokens=extra_tokens,
         image_token=IMAGE_TOKEN,
@@ -172,26 +184,31 @@ def build_mini_base(output: Path | str, *, image_size: int = 128, seed: int = 0,
         "vision_tower": sources,
         "projector": f"random, seed {seed}",
         "image_size": image_size,
-        "image_tokens": (image_size // patch) ** 2,
+        "image_tokens": tokens,
     })  # fmt: skip
     return output
 
 
-def _efficientnet_model(text_config: Any, image_token_index: int, image_size: int) -> Any:
+def _efficientnet_model(text_config: Any, image_token_index: int, tokens: int, *, pooled: bool) -> Any:
     from transformers import FastVlmConfig, FastVlmForConditionalGeneration, TimmWrapperConfig
 
-    config = FastVlmConfig(
+    from dfa_bench.adapters.pooled_vlm import register
+
+    config_class, model_class = (FastVlmConfig, FastVlmForConditionalGeneration)
+    if pooled:
+        config_class, model_class = register()["config"], register()["model"]
+    config = config_class(
         vision_config=TimmWrapperConfig(architecture=TIMM_ARCH, hidden_size=1280, do_pooling=False, num_classes=0),
         text_config=text_config,
         image_token_index=image_token_index,
-        image_seq_length=(image_size // PATCH) ** 2,
+        image_seq_length=tokens,
         vision_feature_select_strategy="full",
         vision_feature_layer=-1,
         projector_hidden_act="gelu",
         multimodal_projector_bias=True,
         tie_word_embeddings=bool(text_config.tie_word_embeddings),
     )
-    return FastVlmForConditionalGeneration(config)
+    return model_class(config)
 
 
 def _clip_model(text_config: Any, image_token_index: int, image_size: int) -> Any:

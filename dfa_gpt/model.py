@@ -119,11 +119,14 @@ def load_base(base: str, recipe: Recipe, *, device_map: Any = None) -> Any:
     import torch
     from transformers import AutoModelForImageTextToText
 
+    from dfa_bench.adapters.pooled_vlm import register as register_pooled_vlm
+
     kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if recipe.bf16 else torch.float32}
     if recipe.attn_implementation:
         kwargs["attn_implementation"] = recipe.attn_implementation
     if device_map is not None:
         kwargs["device_map"] = device_map
+    register_pooled_vlm()  # DFA-GPT-mini's pooled-token model type, if this is one
     model = AutoModelForImageTextToText.from_pretrained(base, **kwargs)
     model.config.use_cache = False  # training: no KV cache (and gradient checkpointing requires it off)
     return model

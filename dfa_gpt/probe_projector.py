@@ -146,6 +146,7 @@ def build_probe_projector(base: str, data: Path | str, output: Path | str, *, sp
     (what `dfa-gpt train --projector OUTPUT` loads) and OUTPUT/probe_projector.json (the figures)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from dfa_bench.adapters.pooled_vlm import register as register_pooled_vlm
     from dfa_bench.adapters.probe_features import resolve_training_data
     from dfa_bench.adapters.probe_training import _read_training_records
     from dfa_bench.imaging import load_rgb
@@ -158,6 +159,7 @@ def build_probe_projector(base: str, data: Path | str, output: Path | str, *, sp
     records_path, root = resolve_training_data(data, split)
     records = _read_training_records(records_path)
     processor = AutoProcessor.from_pretrained(base)
+    register_pooled_vlm()  # DFA-GPT-mini's pooled-token model type, if this is one
     model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch.float32).eval()
 
     def batches() -> Iterable[torch.Tensor]:

@@ -163,3 +163,27 @@ def test_lora_on_the_last_layers_with_a_frozen_projector_trains_only_those_layer
         apply_lora(AutoModelForImageTextToText.from_pretrained(base), Recipe(bf16=False, lora_layers=layers + 1))
     with pytest.raises(ValueError, match="lora_layers"):
         Recipe(lora_layers=-1)
+
+
+def test_a_pooled_base_reads_the_mean_of_the_towers_map_as_one_token(tmp_path, loaded):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    pooled = build_mini_base(tmp_path / "pooled", image_size=SIZE, seed=0, image_tokens=1)
+    model = AutoModelForImageTextToText.from_pretrained(pooled, dtype=torch.float32).eval()
+    assert model.config.model_type == "dfa_pooled_fast_vlm" and model.config.image_seq_length == 1
+    processor = AutoProcessor.from_pretrained(pooled)
+    prompt = "<|im_start|>user\n<image>\nIs this face forged?<|im_end|>\n<|im_start|>assistant\n"
+    inputs = processor(images=face_photo(), text=prompt, return_tensors="pt")
+    image_id = processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    assert int((inputs["input_ids"] == image_id).sum()) == 1
+    with torch.no_grad():
+        token = model.get_image_features(inputs["pixel_values"]).pooler_output
+        # the same tower and projector as the unpooled base (same seed): the token is the projected mean
+        full_map = loaded[0].model.vision_tower(inputs["pixel_values"]).last_hidden_state
+        expected = model.model.multi_modal_projector(full_map.mean(dim=(2, 3))[:, None])
+        out = model.generate(**inputs, max_new_tokens=3, do_sample=False)
+    assert token.shape == (1, 1, model.config.text_config.hidden_size)
+    torch.testing.assert_close(token, expected)
+    assert out.shape[1] > inputs["input_ids"].shape[1]
+    with pytest.raises(ValueError, match="a square"):
+        build_mini_base(tmp_path / "bad", image_size=SIZE, image_tokens=3)
