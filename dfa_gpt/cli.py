@@ -245,7 +245,8 @@ def ablation_command(
     """Table II: train one run per annotation preset, evaluate each with dfa-bench eval, submit each."""
     recipe = recipe_from(
         lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_layers=lora_layers,
-        projector_lr=projector_lr, lr=lr, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, bf16=bf16,
+        projector_lr=projector_lr, lr=lr, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
+        grad_accum=grad_accum, bf16=bf16,
         gradient_checkpointing=gradient_checkpointing, model_max_length=model_max_length, save_steps=save_steps,
         seed=seed, workers=workers, deepspeed=deepspeed,
     )  # fmt: skip
